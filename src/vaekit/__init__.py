@@ -1,0 +1,32 @@
+"""vaekit: variational autoencoders that train fast and are measured honestly.
+
+    import vaekit
+    run = vaekit.train(vaekit.RunConfig(), "runs/seed")   # the seed notebook's job
+    model = vaekit.load(run)
+    images = vaekit.sample(model, 64)                      # (64, 1, 28, 28) in [0, 1]
+"""
+
+from vaekit.api import decode, encode, load, resume, train
+from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from vaekit.errors import CheckpointError, ConfigError, DataError, VaekitError
+from vaekit.pictures import reconstruct, sample
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "DataConfig",
+    "DataError",
+    "ModelConfig",
+    "RunConfig",
+    "TrainConfig",
+    "VaekitError",
+    "decode",
+    "encode",
+    "load",
+    "reconstruct",
+    "resume",
+    "sample",
+    "train",
+]

@@ -1,0 +1,1 @@
+"""Benchmarks and the seed notebook's reference pipeline they compare against."""

@@ -1,0 +1,153 @@
+"""Checkpoints that are safe to load and safe to write.
+
+One safetensors file: tensors (weights, optimizer moments, RNG state) plus a
+JSON header (config, progress, format version). Loading never unpickles, so a
+file cannot run code; writing goes to a temporary file, is fsynced and renamed,
+so a crash mid-write leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
+
+from vaekit.config import RunConfig
+from vaekit.errors import CheckpointError, VaekitError
+
+FORMAT = "vaekit-checkpoint"
+FORMAT_VERSION = 1
+FILENAME = "checkpoint.safetensors"
+
+
+@dataclass
+class Checkpoint:
+    """Everything needed to rebuild a model and, optionally, continue its training."""
+
+    config: RunConfig
+    image_shape: tuple[int, int, int]
+    model_state: dict[str, torch.Tensor]
+    optimizer_state: dict[str, Any] | None = None
+    rng_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    progress: dict[str, Any] = field(default_factory=dict)  # epoch, step, ...
+
+
+def resolve_path(path: str | Path) -> Path:
+    """Accept a run folder or the checkpoint file itself."""
+    path = Path(path)
+    return path / FILENAME if path.is_dir() else path
+
+
+def save(ckpt: Checkpoint, path: str | Path) -> Path:
+    path = resolve_path(path)
+    tensors = {f"model/{k}": v.detach().cpu().contiguous() for k, v in ckpt.model_state.items()}
+    tensors |= {f"rng/{k}": v.cpu().contiguous() for k, v in ckpt.rng_state.items()}
+    groups = None
+    if ckpt.optimizer_state is not None:
+        for index, state in ckpt.optimizer_state["state"].items():
+            for key, value in state.items():
+                tensors[f"optim/{index}/{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+        groups = ckpt.optimizer_state["param_groups"]
+    metadata = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "config": ckpt.config.to_json(),
+        "image_shape": json.dumps(list(ckpt.image_shape)),
+        "progress": json.dumps(ckpt.progress),
+        "optimizer_groups": json.dumps(groups),
+    }
+    write_atomic(path, save_tensors(tensors, metadata=metadata))
+    return path
+
+
+def write_atomic(path: Path, payload: bytes) -> None:
+    """Write via temp file + fsync + rename, so readers see the old or the new file, whole."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        reason = "the disk is full" if exc.errno == errno.ENOSPC else exc.strerror
+        raise CheckpointError(
+            f"cannot write checkpoint {path}: {reason}; the previous checkpoint is kept"
+        ) from None
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def load(path: str | Path) -> Checkpoint:
+    path = resolve_path(path)
+    try:
+        payload = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint at {path}") from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror}") from None
+    metadata = _read_metadata(payload, path)
+    try:
+        tensors = load_tensors(payload)
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path} is corrupt: {exc}") from None
+    try:
+        config = RunConfig.from_dict(json.loads(metadata["config"]))
+        image_shape = tuple(json.loads(metadata["image_shape"]))
+        progress = json.loads(metadata["progress"])
+        groups = json.loads(metadata["optimizer_groups"])
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} has a damaged header ({exc})") from None
+    except VaekitError as exc:
+        raise CheckpointError(f"{path} holds an invalid config: {exc}") from None
+    sections: dict[str, dict[str, torch.Tensor]] = {"model": {}, "rng": {}, "optim": {}}
+    for key, value in tensors.items():
+        section, _, name = key.partition("/")
+        if section not in sections:
+            raise CheckpointError(f"{path} has an unexpected tensor {key!r}")
+        sections[section][name] = value
+    optimizer_state = None
+    if groups is not None:
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for name, value in sections["optim"].items():
+            index, _, key = name.partition("/")
+            state.setdefault(int(index), {})[key] = value
+        optimizer_state = {"state": state, "param_groups": groups}
+    return Checkpoint(
+        config, image_shape, sections["model"], optimizer_state, sections["rng"], progress
+    )  # type: ignore[arg-type]
+
+
+def _read_metadata(payload: bytes, path: Path) -> dict[str, str]:
+    """Parse the safetensors JSON header by hand to give precise errors for foreign files."""
+    if len(payload) < 8:
+        raise CheckpointError(f"{path} is not a vaekit checkpoint (only {len(payload)} bytes)")
+    size = int.from_bytes(payload[:8], "little")
+    if size > len(payload) - 8:
+        raise CheckpointError(f"{path} is not a vaekit checkpoint (not a safetensors file)")
+    try:
+        header = json.loads(payload[8 : 8 + size])
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(f"{path} is not a vaekit checkpoint (not a safetensors file)") from None
+    metadata = header.get("__metadata__", {}) if isinstance(header, dict) else {}
+    if metadata.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a vaekit checkpoint (no vaekit format tag)")
+    version = metadata.get("format_version")
+    if version != str(FORMAT_VERSION):
+        raise CheckpointError(
+            f"{path} has checkpoint format version {version}; "
+            f"this vaekit reads version {FORMAT_VERSION}"
+        )
+    return metadata

@@ -1,0 +1,144 @@
+"""`vaekit` command line: parses, calls the Python API, prints. Nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from vaekit import api, pictures
+from vaekit.config import RunConfig, apply_overrides, coerce, config_fields, flag_name
+from vaekit.data import load_split, to_unit
+from vaekit.errors import ConfigError, VaekitError
+from vaekit.models import MODELS
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors become ConfigError so they print one line, exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(message)
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per config field, generated so the CLI cannot drift from the dataclasses."""
+    groups: dict[str, Any] = {}
+    for section, f in config_fields():
+        group = groups.setdefault(section, parser.add_argument_group(f"{section} options"))
+        kwargs: dict[str, Any] = {"dest": f"cfg:{section}:{f.name}", "default": None}
+        default = f" (default: {f.default})"
+        if f.type in (bool, "bool"):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["metavar"] = f.name.upper()
+            if f.metadata.get("choices"):
+                kwargs["choices"] = f.metadata["choices"]
+        group.add_argument(flag_name(f), help=f.metadata["help"] + default, **kwargs)
+
+
+def _overrides(args: argparse.Namespace) -> dict[tuple[str, str], Any]:
+    fields_by_key = {(s, f.name): f for s, f in config_fields()}
+    out = {}
+    for dest, value in vars(args).items():
+        if dest.startswith("cfg:") and value is not None:
+            _, section, name = dest.split(":")
+            out[(section, name)] = coerce(fields_by_key[(section, name)], value, flag_name(fields_by_key[(section, name)]))
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="vaekit", description="Variational autoencoders: train, sample, look.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = sub.add_parser("train", help="train a model (defaults: the seed notebook)")
+    train.add_argument("--config", type=Path, help="JSON or TOML config file; flags override it")
+    train.add_argument("--out", type=Path, help="run folder (default: runs/<dataset>-<model>-<time>)")
+    train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_config_flags(train)
+
+    sample = sub.add_parser("sample", help="decode draws from the prior into a PNG grid")
+    sample.add_argument("checkpoint", type=Path, help="run folder or checkpoint file")
+    sample.add_argument("-n", type=int, default=64, help="number of images (default 64)")
+    sample.add_argument("-o", "--output", type=Path, default=Path("samples.png"))
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+
+    recon = sub.add_parser("reconstruct", help="test images above their reconstructions")
+    recon.add_argument("checkpoint", type=Path, help="run folder or checkpoint file")
+    recon.add_argument("-n", type=int, default=32, help="number of test images (default 32)")
+    recon.add_argument("-o", "--output", type=Path, default=Path("reconstructions.png"))
+    recon.add_argument("--data-dir", help="where the dataset's files are")
+    recon.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+
+    sub.add_parser("models", help="list the registered model architectures")
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    overrides = _overrides(args)
+    if args.resume:
+        if args.config or args.out:
+            raise ConfigError("--resume takes its config and folder from the run; drop --config/--out")
+        run_dir = api.fit(
+            RunConfig(),
+            args.resume,
+            resume=True,
+            resume_overrides={name: value for (_, name), value in overrides.items()},
+            progress=not args.no_progress,
+        )
+    else:
+        config = RunConfig.load(args.config) if args.config else RunConfig()
+        config = apply_overrides(config, overrides)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out = args.out or Path("runs") / f"{config.data.dataset}-{config.model.name}-{stamp}"
+        run_dir = api.train(config, out, progress=not args.no_progress)
+    print(f"Run folder: {run_dir}")
+
+
+def _positive(n: int, what: str) -> int:
+    if n <= 0:
+        raise ConfigError(f"{what} must be > 0; got {n}")
+    return n
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    model = api.load(args.checkpoint, args.device)
+    images = pictures.sample(model, _positive(args.n, "-n"), args.seed)
+    print(f"Wrote {pictures.save_png(pictures.grid(images), args.output, scale=2)}")
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> None:
+    model = api.load(args.checkpoint, args.device)
+    data = model.run_config.data
+    test = load_split(data.dataset, "test", args.data_dir or data.data_dir, data.download)
+    x = to_unit(test.images[: _positive(args.n, "-n")]).to(next(model.parameters()).device)
+    print(f"Wrote {pictures.save_png(pictures.reconstruction_grid(model, x), args.output, scale=2)}")
+
+
+def cmd_models(args: argparse.Namespace) -> None:
+    for name, cls in sorted(MODELS.items()):
+        print(f"{name:8s} {(cls.__doc__ or '').strip().splitlines()[0]}")
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "reconstruct": cmd_reconstruct, "models": cmd_models}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        COMMANDS[args.command](args)
+    except VaekitError as exc:
+        if debug:
+            raise
+        print(f"vaekit: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("vaekit: interrupted", file=sys.stderr)
+        return 130
+    return 0

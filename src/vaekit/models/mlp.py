@@ -1,0 +1,39 @@
+"""The seed notebook's MLP VAE, layer for layer.
+
+Layer names and creation order match the seed's `VAE` class, so the same
+`torch.manual_seed` gives the same initial weights and a state dict of the
+seed's model loads here unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from vaekit.config import ModelConfig
+from vaekit.models.base import VAE
+from vaekit.models.registry import register
+
+
+@register("mlp")
+class MLPVAE(VAE):
+    """784 -> hidden (ReLU) -> (mu, logvar); latent -> hidden (ReLU) -> 784 logits."""
+
+    def __init__(self, config: ModelConfig, image_shape: tuple[int, int, int]) -> None:
+        super().__init__(image_shape, config.latent_dim)
+        input_dim = math.prod(image_shape)
+        self.fc1 = nn.Linear(input_dim, config.hidden_dim)
+        self.fc_mu = nn.Linear(config.hidden_dim, config.latent_dim)
+        self.fc_logvar = nn.Linear(config.hidden_dim, config.latent_dim)
+        self.fc3 = nn.Linear(config.latent_dim, config.hidden_dim)
+        self.fc4 = nn.Linear(config.hidden_dim, input_dim)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.relu(self.fc1(x.flatten(1)))
+        return self.fc_mu(h), self.fc_logvar(h)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.fc3(z))
+        return self.fc4(h).view(-1, *self.image_shape)

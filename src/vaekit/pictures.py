@@ -1,0 +1,66 @@
+"""Image grids written as PNG with numpy and Pillow (no torchvision)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from vaekit.models import VAE
+from vaekit.runtime import inference
+
+
+def grid(images: torch.Tensor, nrow: int = 8, padding: int = 2, pad_value: float = 0.0) -> np.ndarray:
+    """Tile (N, C, H, W) images in [0, 1] into one uint8 array, like torchvision's make_grid."""
+    images = images.detach().float().clamp(0, 1).cpu()
+    n, c, h, w = images.shape
+    ncol = min(nrow, n)
+    nrows = -(-n // ncol)
+    canvas = np.full(
+        (nrows * (h + padding) + padding, ncol * (w + padding) + padding, c),
+        pad_value,
+        dtype=np.float32,
+    )
+    for i, image in enumerate(images.numpy()):
+        top, left = padding + (i // ncol) * (h + padding), padding + (i % ncol) * (w + padding)
+        canvas[top : top + h, left : left + w] = image.transpose(1, 2, 0)
+    pixels = np.round(canvas * 255).astype(np.uint8)
+    return pixels[..., 0] if c == 1 else pixels
+
+
+def save_png(pixels: np.ndarray, path: str | Path, scale: int = 1) -> Path:
+    """Write a uint8 array as PNG, optionally enlarged `scale` times (nearest neighbour)."""
+    path = Path(path)
+    image = Image.fromarray(pixels)
+    if scale > 1:
+        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
+def sample(model: VAE, n: int = 64, seed: int = 0) -> torch.Tensor:
+    """n images decoded from z ~ N(0, I): Bernoulli means in [0, 1], (n, C, H, W)."""
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    with inference(model):
+        return torch.sigmoid(model.decode(model.prior_sample(n, generator)).float())
+
+
+def reconstruct(model: VAE, x: torch.Tensor) -> torch.Tensor:
+    """Decode each image's posterior mean: the model's best reconstruction of x in [0, 1]."""
+    with inference(model):
+        mu, _ = model.encode(x)
+        return torch.sigmoid(model.decode(mu).float())
+
+
+def reconstruction_grid(model: VAE, x: torch.Tensor, per_row: int = 8) -> np.ndarray:
+    """Rows of originals, each directly above a row of their reconstructions."""
+    x = x.float()
+    recon = reconstruct(model, x).to(x.device)
+    rows = []
+    for start in range(0, x.shape[0], per_row):
+        rows += [x[start : start + per_row], recon[start : start + per_row]]
+    return grid(torch.cat(rows), nrow=per_row)
