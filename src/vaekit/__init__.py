@@ -1,9 +1,9 @@
 """vaekit: variational autoencoders that train fast and are measured honestly.
 
-    import vaekit
-    run = vaekit.train(vaekit.RunConfig(), "runs/seed")   # the seed notebook's job
-    model = vaekit.load(run)
-    images = vaekit.sample(model, 64)                      # (64, 1, 28, 28) in [0, 1]
+import vaekit
+run = vaekit.train(vaekit.RunConfig(), "runs/seed")   # the seed notebook's job
+model = vaekit.load(run)
+images = vaekit.sample(model, 64)                      # (64, 1, 28, 28) in [0, 1]
 """
 
 from vaekit.api import decode, encode, load, resume, train

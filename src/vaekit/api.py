@@ -24,7 +24,9 @@ def load(path: str | Path, device: str = "auto") -> VAE:
         model.load_state_dict(ckpt.model_state)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
-        raise checkpoint.CheckpointError(f"{path}: weights do not fit the model ({first})") from None
+        raise checkpoint.CheckpointError(
+            f"{path}: weights do not fit the model ({first})"
+        ) from None
     model.run_config = ckpt.config
     return model.to(resolve_device(device)).eval()
 

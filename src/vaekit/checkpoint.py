@@ -105,10 +105,17 @@ def load(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path} is corrupt: {exc}") from None
     try:
         config = RunConfig.from_dict(json.loads(metadata["config"]))
-        image_shape = tuple(json.loads(metadata["image_shape"]))
+        image_shape = json.loads(metadata["image_shape"])
+        if not (
+            isinstance(image_shape, list)
+            and len(image_shape) == 3
+            and all(type(d) is int and d > 0 for d in image_shape)
+        ):
+            raise ValueError(f"image_shape {image_shape!r} is not 3 positive sizes")
+        image_shape = tuple(image_shape)
         progress = json.loads(metadata["progress"])
         groups = json.loads(metadata["optimizer_groups"])
-    except (KeyError, json.JSONDecodeError) as exc:
+    except (KeyError, ValueError) as exc:  # JSONDecodeError is a ValueError
         raise CheckpointError(f"{path} has a damaged header ({exc})") from None
     except VaekitError as exc:
         raise CheckpointError(f"{path} holds an invalid config: {exc}") from None
@@ -123,6 +130,8 @@ def load(path: str | Path) -> Checkpoint:
         state: dict[int, dict[str, torch.Tensor]] = {}
         for name, value in sections["optim"].items():
             index, _, key = name.partition("/")
+            if not index.isdigit():
+                raise CheckpointError(f"{path} has an unexpected tensor 'optim/{name}'")
             state.setdefault(int(index), {})[key] = value
         optimizer_state = {"state": state, "param_groups": groups}
     return Checkpoint(
@@ -140,8 +149,12 @@ def _read_metadata(payload: bytes, path: Path) -> dict[str, str]:
     try:
         header = json.loads(payload[8 : 8 + size])
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise CheckpointError(f"{path} is not a vaekit checkpoint (not a safetensors file)") from None
-    metadata = header.get("__metadata__", {}) if isinstance(header, dict) else {}
+        raise CheckpointError(
+            f"{path} is not a vaekit checkpoint (not a safetensors file)"
+        ) from None
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(metadata, dict):
+        metadata = {}
     if metadata.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a vaekit checkpoint (no vaekit format tag)")
     version = metadata.get("format_version")

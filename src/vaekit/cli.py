@@ -44,7 +44,9 @@ def _overrides(args: argparse.Namespace) -> dict[tuple[str, str], Any]:
     for dest, value in vars(args).items():
         if dest.startswith("cfg:") and value is not None:
             _, section, name = dest.split(":")
-            out[(section, name)] = coerce(fields_by_key[(section, name)], value, flag_name(fields_by_key[(section, name)]))
+            out[(section, name)] = coerce(
+                fields_by_key[(section, name)], value, flag_name(fields_by_key[(section, name)])
+            )
     return out
 
 
@@ -55,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a model (defaults: the seed notebook)")
     train.add_argument("--config", type=Path, help="JSON or TOML config file; flags override it")
-    train.add_argument("--out", type=Path, help="run folder (default: runs/<dataset>-<model>-<time>)")
+    train.add_argument(
+        "--out", type=Path, help="run folder (default: runs/<dataset>-<model>-<time>)"
+    )
     train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_config_flags(train)
@@ -82,7 +86,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     overrides = _overrides(args)
     if args.resume:
         if args.config or args.out:
-            raise ConfigError("--resume takes its config and folder from the run; drop --config/--out")
+            raise ConfigError(
+                "--resume takes its config and folder from the run; drop --config/--out"
+            )
         run_dir = api.fit(
             RunConfig(),
             args.resume,
@@ -116,7 +122,9 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
     data = model.run_config.data
     test = load_split(data.dataset, "test", args.data_dir or data.data_dir, data.download)
     x = to_unit(test.images[: _positive(args.n, "-n")]).to(next(model.parameters()).device)
-    print(f"Wrote {pictures.save_png(pictures.reconstruction_grid(model, x), args.output, scale=2)}")
+    print(
+        f"Wrote {pictures.save_png(pictures.reconstruction_grid(model, x), args.output, scale=2)}"
+    )
 
 
 def cmd_models(args: argparse.Namespace) -> None:
@@ -124,7 +132,12 @@ def cmd_models(args: argparse.Namespace) -> None:
         print(f"{name:8s} {(cls.__doc__ or '').strip().splitlines()[0]}")
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "reconstruct": cmd_reconstruct, "models": cmd_models}
+COMMANDS = {
+    "train": cmd_train,
+    "sample": cmd_sample,
+    "reconstruct": cmd_reconstruct,
+    "models": cmd_models,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

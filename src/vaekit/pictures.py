@@ -12,7 +12,9 @@ from vaekit.models import VAE
 from vaekit.runtime import inference
 
 
-def grid(images: torch.Tensor, nrow: int = 8, padding: int = 2, pad_value: float = 0.0) -> np.ndarray:
+def grid(
+    images: torch.Tensor, nrow: int = 8, padding: int = 2, pad_value: float = 0.0
+) -> np.ndarray:
     """Tile (N, C, H, W) images in [0, 1] into one uint8 array, like torchvision's make_grid."""
     images = images.detach().float().clamp(0, 1).cpu()
     n, c, h, w = images.shape

@@ -58,13 +58,19 @@ def make_optimizer(model: VAE, config: RunConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=config.train.lr, fused=True)
 
 
-def build_state(config: RunConfig, image_shape: tuple[int, int, int], resume_from: Any = None) -> State:
+def build_state(
+    config: RunConfig, image_shape: tuple[int, int, int], resume_from: Any = None
+) -> State:
     """Seed, build model and optimiser, and restore them from a checkpoint when given."""
     device = resolve_device(config.train.device)
     seed_everything(config.train.seed)  # before building: same seed, same initial weights
     model = build_model(config.model, image_shape).to(device)
     optimizer = make_optimizer(model, config)
-    scaler = torch.amp.GradScaler(device.type) if needs_grad_scaler(device, config.train.precision) else None
+    scaler = (
+        torch.amp.GradScaler(device.type)
+        if needs_grad_scaler(device, config.train.precision)
+        else None
+    )
     state = State(config, device, model, optimizer, scaler)
     if resume_from is not None:
         model.load_state_dict(resume_from.model_state)
@@ -100,7 +106,13 @@ def train_epoch(state: State, train: Split, progress: bool = True) -> dict[str, 
     state.model.train()
     batches = iterate_batches(train.images, cfg.batch_size, order)
     total = -(-len(train) // cfg.batch_size)
-    bar = tqdm(batches, total=total, desc=f"epoch {state.epoch + 1}", leave=False, disable=None if progress else True)
+    bar = tqdm(
+        batches,
+        total=total,
+        desc=f"epoch {state.epoch + 1}",
+        leave=False,
+        disable=None if progress else True,
+    )
     for step, images in enumerate(bar):
         batch_sums = train_step(state, to_unit(images))
         for key in TERMS:
@@ -123,7 +135,9 @@ def save_checkpoint(state: State, run_dir: Path, image_shape: tuple[int, int, in
     return checkpoint.save(ckpt, run_dir)
 
 
-def resume_config(run_dir: Path, overrides: dict[str, Any]) -> tuple[RunConfig, checkpoint.Checkpoint]:
+def resume_config(
+    run_dir: Path, overrides: dict[str, Any]
+) -> tuple[RunConfig, checkpoint.Checkpoint]:
     """The stored config of a run with only the options allowed on resume replaced."""
     if not (run_dir / checkpoint.FILENAME).is_file():
         raise ConfigError(f"{run_dir} is not a vaekit run folder (no {checkpoint.FILENAME})")
@@ -151,12 +165,16 @@ def fit(
     if resume:
         config, ckpt = resume_config(run_dir, resume_overrides or {})
     elif (run_dir / checkpoint.FILENAME).exists():
-        raise ConfigError(f"{run_dir} already holds a run; pass --resume {run_dir} or another --out")
+        raise ConfigError(
+            f"{run_dir} already holds a run; pass --resume {run_dir} or another --out"
+        )
     config.validate()
     data = config.data
     device = resolve_device(config.train.device)
-    train = load_split(data.dataset, "train", data.data_dir, data.download).to(device)
-    test = load_split(data.dataset, "test", data.data_dir, data.download).to(device)
+    train, test = (
+        load_split(data.dataset, split, data.data_dir, data.download).subset(data.limit).to(device)
+        for split in ("train", "test")
+    )
     run_dir.mkdir(parents=True, exist_ok=True)
     config.save(run_dir / "config.json")
     state = build_state(config, train.image_shape, ckpt)
@@ -165,7 +183,9 @@ def fit(
         started = time.perf_counter()
         train_stats = train_epoch(state, train, progress)
         seconds = time.perf_counter() - started
-        test_sums = elbo_sums(state.model, test.images, cfg.eval_batch_size, cfg.seed, cfg.precision)
+        test_sums = elbo_sums(
+            state.model, test.images, cfg.eval_batch_size, cfg.seed, cfg.precision
+        )
         test_stats = {key: value.item() / len(test) for key, value in test_sums.items()}
         record = {"epoch": state.epoch, "seconds": round(seconds, 3)}
         record |= {f"train_{k}": v for k, v in train_stats.items()}
@@ -173,14 +193,19 @@ def fit(
         with open(run_dir / "metrics.jsonl", "a") as handle:
             handle.write(json.dumps(record) + "\n")
         save_checkpoint(state, run_dir, train.image_shape)
-        log(f"Epoch {state.epoch}, Loss: {train_stats['loss']:.4f}, Test loss: {test_stats['loss']:.4f}")
+        train_loss, test_loss = train_stats["loss"], test_stats["loss"]
+        log(f"Epoch {state.epoch}, Loss: {train_loss:.4f}, Test loss: {test_loss:.4f}")
     if cfg.pictures:
         write_pictures(state.model, test, run_dir, cfg.seed)
     return run_dir
 
 
 def write_pictures(model: VAE, test: Split, run_dir: Path, seed: int) -> None:
-    """samples.png: 64 draws from the prior, 8x8 as in the seed; reconstructions.png: 32 test images."""
-    pictures.save_png(pictures.grid(pictures.sample(model, 64, seed)), run_dir / "samples.png", scale=2)
+    """samples.png: 64 prior draws, 8x8 as in the seed; reconstructions.png: 32 test images."""
+    pictures.save_png(
+        pictures.grid(pictures.sample(model, 64, seed)), run_dir / "samples.png", scale=2
+    )
     originals = to_unit(test.images[:32])
-    pictures.save_png(pictures.reconstruction_grid(model, originals), run_dir / "reconstructions.png", scale=2)
+    pictures.save_png(
+        pictures.reconstruction_grid(model, originals), run_dir / "reconstructions.png", scale=2
+    )

@@ -108,7 +108,7 @@ def run(data_dir: str | None, n_epochs: int = epochs, seed: int | None = None, l
         started = time.perf_counter()
         model.train()
         train_loss = 0
-        for batch_idx, (data, _) in enumerate(train_loader):
+        for batch_idx, (data, _) in enumerate(train_loader):  # noqa: B007  (the seed's loop)
             optimizer.zero_grad()
             recon_batch, mu, logvar = model(data)
             loss = loss_function(recon_batch, data, mu, logvar)
@@ -117,7 +117,7 @@ def run(data_dir: str | None, n_epochs: int = epochs, seed: int | None = None, l
             optimizer.step()
         seconds.append(time.perf_counter() - started)
         losses.append(train_loss / len(train_loader.dataset))
-        log(f"Epoch {epoch+1}, Loss: {train_loss / len(train_loader.dataset):.4f}")
+        log(f"Epoch {epoch + 1}, Loss: {train_loss / len(train_loader.dataset):.4f}")
     return losses, seconds
 
 
@@ -128,7 +128,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int)
     args = parser.parse_args()
     losses, seconds = run(args.data_dir, args.epochs, args.seed)
-    print(f"final loss {losses[-1]:.4f}; median {sorted(seconds)[len(seconds)//2]:.2f} s/epoch")
+    print(f"final loss {losses[-1]:.4f}; median {sorted(seconds)[len(seconds) // 2]:.2f} s/epoch")
 
 
 if __name__ == "__main__":

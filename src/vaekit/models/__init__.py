@@ -13,5 +13,7 @@ __all__ = ["MODELS", "VAE", "VAEOutput", "build_model", "register"]
 
 def build_model(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
     if config.name not in MODELS:
-        raise ConfigError(f"unknown model {config.name!r}; known models: {', '.join(sorted(MODELS))}")
+        raise ConfigError(
+            f"unknown model {config.name!r}; known models: {', '.join(sorted(MODELS))}"
+        )
     return MODELS[config.name](config, tuple(image_shape))

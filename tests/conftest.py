@@ -1,0 +1,40 @@
+"""Shared fixtures: the read-only MNIST copy beside the checkout, small configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vaekit.config import RunConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+MNIST_DIR = (ROOT.parent / "shared" / "data" / "mnist").resolve()
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    assert (MNIST_DIR / "train-images-idx3-ubyte.gz").is_file(), f"MNIST expected in {MNIST_DIR}"
+    return MNIST_DIR
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No test reads or fills the user's real cache, or finds data through the environment."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.delenv("VAEKIT_DATA_DIR", raising=False)
+
+
+@pytest.fixture
+def small_config(mnist_dir: Path) -> RunConfig:
+    """The seed configuration on 2,000 examples per split, 2 epochs, no pictures, no network."""
+    config = RunConfig()
+    config.data.data_dir = str(mnist_dir)
+    config.data.download = False
+    config.data.limit = 2000
+    config.train.epochs = 2
+    config.train.pictures = False
+    config.train.device = "cpu"
+    return config

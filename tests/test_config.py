@@ -1,0 +1,303 @@
+"""Run configuration: the seed's defaults, files in and out, and strict validation.
+
+A typo in a config file must stop a run before it starts, with the offending
+key or value named, rather than silently train with a default.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vaekit.bench import seed_reference
+from vaekit.config import RunConfig, apply_overrides
+from vaekit.errors import ConfigError
+
+
+def custom() -> RunConfig:
+    """A config with a non-default value in every section."""
+    config = RunConfig()
+    config.data.dataset = "fashion-mnist"
+    config.data.data_dir = "/data/somewhere"
+    config.data.download = False
+    config.model.name = "conv"
+    config.model.latent_dim = 16
+    config.model.hidden_dim = 256
+    config.model.channels = 8
+    config.train.epochs = 3
+    config.train.batch_size = 64
+    config.train.lr = 2.5e-4
+    config.train.seed = 1234
+    config.train.device = "cpu"
+    config.train.precision = "bf16"
+    config.train.pictures = False
+    return config
+
+
+def to_toml(raw: dict[str, dict[str, Any]]) -> str:
+    """A minimal TOML writer for flat sections of str/int/float/bool (None is omitted)."""
+    lines = []
+    for section, values in raw.items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            if value is not None:
+                lines.append(f"{key} = {json.dumps(value)}")  # JSON scalars are TOML scalars
+        lines.append("")
+    return "\n".join(lines)
+
+
+def with_value(section: str, key: str, value: Any) -> dict[str, Any]:
+    raw = RunConfig().to_dict()
+    raw[section][key] = value
+    return raw
+
+
+# --------------------------------------------------------------------------- defaults
+
+
+def test_defaults_are_the_seed_notebook():
+    config = RunConfig()
+    assert config.model.name == "mlp"
+    assert config.model.latent_dim == 2 == seed_reference.latent_dim
+    assert config.model.hidden_dim == 400 == seed_reference.hidden_dim
+    assert config.train.batch_size == 128 == seed_reference.batch_size
+    assert config.train.epochs == 10 == seed_reference.epochs
+    assert config.train.lr == 1e-3 == seed_reference.lr
+    assert config.data.dataset == "mnist"
+
+
+def test_defaults_pass_validation():
+    config = RunConfig()
+    config.validate()
+    assert RunConfig.from_dict({}) == config
+
+
+# --------------------------------------------------------------------------- files
+
+
+def test_json_round_trip(tmp_path: Path):
+    config = custom()
+    path = tmp_path / "config.json"
+    config.save(path)
+    loaded = RunConfig.load(path)
+    assert loaded == config
+    assert loaded.train.lr == 2.5e-4 and loaded.data.data_dir == "/data/somewhere"
+    assert json.loads(path.read_text()) == config.to_dict()
+
+
+def test_json_keeps_none(tmp_path: Path):
+    path = tmp_path / "config.json"
+    RunConfig().save(path)
+    assert json.loads(path.read_text())["data"]["data_dir"] is None
+    assert RunConfig.load(path).data.data_dir is None
+
+
+def test_toml_round_trip(tmp_path: Path):
+    """A TOML file with the same values loads to the same config as its JSON twin."""
+    config = custom()
+    path = tmp_path / "config.toml"
+    path.write_text(to_toml(config.to_dict()))
+    assert RunConfig.load(path) == config
+
+
+def test_partial_toml_keeps_the_other_defaults(tmp_path: Path):
+    path = tmp_path / "short.toml"
+    path.write_text('[train]\nepochs = 2\n\n[model]\nname = "conv"\n')
+    loaded = RunConfig.load(path)
+    expected = RunConfig()
+    expected.train.epochs = 2
+    expected.model.name = "conv"
+    assert loaded == expected
+
+
+def test_save_to_a_toml_path_is_readable_back(tmp_path: Path):
+    """save() and load() must agree on a `.toml` path: loading what was saved, or refusing up front.
+
+    Today save() writes JSON whatever the suffix and load() then parses it as TOML.
+    """
+    path = tmp_path / "config.toml"
+    config = custom()
+    try:
+        config.save(path)
+    except ConfigError:
+        return  # refusing a format it cannot write is fine too
+    assert RunConfig.load(path) == config
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "words"),
+    [
+        ("bad.json", '{"train": {"epochs": 3,}}', "not valid json"),
+        ("bad.toml", "[train\nepochs = 3", "not valid toml"),
+        ("list.json", "[1, 2]", "must be a mapping"),
+    ],
+)
+def test_unreadable_files(tmp_path: Path, name: str, text: str, words: str):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=words):
+        RunConfig.load(path)
+
+
+def test_missing_file(tmp_path: Path):
+    with pytest.raises(ConfigError, match="cannot read config") as info:
+        RunConfig.load(tmp_path / "absent.json")
+    assert str(tmp_path / "absent.json") in str(info.value)
+
+
+# --------------------------------------------------------------------------- strictness
+
+
+def test_unknown_top_level_key():
+    with pytest.raises(ConfigError, match="optimiser") as info:
+        RunConfig.from_dict({"train": {}, "optimiser": {"lr": 1}})
+    assert "known: data, model, train" in str(info.value)
+
+
+def test_unknown_key_in_a_section(tmp_path: Path):
+    """A misspelt field is an error that names it and its section, from a file too."""
+    path = tmp_path / "typo.toml"
+    path.write_text("[train]\nepoch = 3\n")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) in train: epoch;") as info:
+        RunConfig.load(path)
+    assert "epochs" in str(info.value)  # the known keys are listed, the right one among them
+
+
+def test_section_must_be_a_mapping():
+    with pytest.raises(ConfigError, match="'model' must be a mapping"):
+        RunConfig.from_dict({"model": "mlp"})
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("train", "epochs", "abc"),
+        ("train", "epochs", 1.5),
+        ("train", "epochs", True),
+        ("train", "epochs", [3]),
+        ("train", "epochs", None),
+        ("model", "latent_dim", "2.5"),
+        ("model", "hidden_dim", {"a": 1}),
+        ("train", "lr", "fast"),
+        ("train", "lr", False),
+        ("train", "lr", None),
+        ("data", "download", "maybe"),
+        ("data", "download", "flase"),
+        ("data", "download", 2),
+        ("train", "pictures", [True]),
+    ],
+)
+def test_wrong_types(section: str, key: str, value: Any):
+    with pytest.raises(ConfigError, match=rf"{section}\.{key} must"):
+        RunConfig.from_dict(with_value(section, key, value))
+
+
+@pytest.mark.parametrize("value", [["/data"], {"path": "/data"}, 5, True])
+def test_non_string_for_a_string_field(value: Any):
+    """`data_dir = ["/data"]` is a type error, not the folder named "['/data']"."""
+    with pytest.raises(ConfigError, match=r"data\.data_dir"):
+        RunConfig.from_dict(with_value("data", "data_dir", value))
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "expected"),
+    [
+        ("train", "epochs", 4.0, 4),  # an integral float is an int
+        ("train", "epochs", "4", 4),  # command-line strings are converted
+        ("train", "lr", 1, 1.0),
+        ("train", "lr", "3e-4", 3e-4),
+        ("data", "download", "false", False),
+        ("data", "download", "yes", True),
+        ("train", "seed", 0, 0),  # seeds need not be positive
+        ("train", "seed", -3, -3),
+    ],
+)
+def test_accepted_conversions(section: str, key: str, value: Any, expected: Any):
+    got = getattr(getattr(RunConfig.from_dict(with_value(section, key, value)), section), key)
+    assert got == expected and type(got) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("model", "latent_dim", 0),
+        ("model", "hidden_dim", -1),
+        ("model", "channels", 0),
+        ("train", "epochs", 0),
+        ("train", "batch_size", 0),
+        ("train", "batch_size", -128),
+        ("train", "eval_batch_size", 0),
+        ("train", "lr", 0.0),
+        ("train", "lr", -1e-3),
+        ("train", "lr", math.nan),
+    ],
+)
+def test_sizes_must_be_positive(section: str, key: str, value: Any):
+    with pytest.raises(ConfigError, match=rf"{key} must be > 0"):
+        RunConfig.from_dict(with_value(section, key, value))
+
+
+def test_unknown_model_name():
+    with pytest.raises(ConfigError, match="unknown model 'transformer'") as info:
+        RunConfig.from_dict({"model": {"name": "transformer"}})
+    assert "mlp" in str(info.value)  # and the known ones are listed
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [("data", "dataset", "cifar10"), ("train", "device", "tpu"), ("train", "precision", "fp8")],
+)
+def test_choices(section: str, key: str, value: str):
+    with pytest.raises(ConfigError, match=rf"{key} must be one of .*; got '{value}'"):
+        RunConfig.from_dict(with_value(section, key, value))
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+def test_apply_overrides_converts_and_leaves_the_original():
+    """Command-line strings become typed values in a new config; the old one is unchanged."""
+    base = RunConfig()
+    new = apply_overrides(
+        base,
+        {
+            ("train", "epochs"): "3",
+            ("train", "lr"): "0.01",
+            ("model", "name"): "conv",
+            ("data", "download"): "no",
+            ("data", "data_dir"): "/tmp/mnist",
+        },
+    )
+    assert (new.train.epochs, new.train.lr, new.model.name) == (3, 0.01, "conv")
+    assert new.data.download is False and new.data.data_dir == "/tmp/mnist"
+    assert new.train.batch_size == 128  # untouched fields keep their values
+    assert base == RunConfig()
+
+
+def test_apply_overrides_can_clear_an_optional_field():
+    base = apply_overrides(RunConfig(), {("data", "data_dir"): "/x"})
+    assert apply_overrides(base, {("data", "data_dir"): "none"}).data.data_dir is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "words"),
+    [
+        ({("train", "epochs"): "0"}, "epochs must be > 0"),
+        ({("train", "epochs"): "ten"}, r"train\.epochs must be int"),
+        ({("model", "name"): "nope"}, "unknown model 'nope'"),
+        ({("train", "epoch"): "3"}, r"unknown key\(s\) in train: epoch"),
+    ],
+)
+def test_apply_overrides_validates(overrides: dict, words: str):
+    with pytest.raises(ConfigError, match=words):
+        apply_overrides(RunConfig(), overrides)
+
+
+def test_apply_overrides_unknown_section():
+    """An unknown section is a ConfigError like an unknown key, not a KeyError."""
+    with pytest.raises(ConfigError, match="optimiser"):
+        apply_overrides(RunConfig(), {("optimiser", "lr"): "1"})
