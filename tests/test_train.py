@@ -54,7 +54,7 @@ def test_resume_is_bitwise_identical_to_an_uninterrupted_run(small_config, tmp_p
         progress=False,
     )
     a, b = checkpoint.load(straight), checkpoint.load(resumed)
-    assert a.progress == b.progress == {"epoch": 2}
+    assert a.progress == b.progress == {"epoch": 2, "batch": 0}
     for key in a.model_state:
         assert torch.equal(a.model_state[key], b.model_state[key]), key
     for index, state in a.optimizer_state["state"].items():

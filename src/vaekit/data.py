@@ -344,9 +344,17 @@ class Split:
 
 
 def load_split(
-    name: str, split: str, data_dir: str | Path | None = None, download: bool = True
+    name: str,
+    split: str,
+    data_dir: str | Path | None = None,
+    download: bool = True,
+    binarize: str = "none",
 ) -> Split:
-    """Load one split of a named dataset, fetching it into the cache when allowed."""
+    """Load one split of a named dataset, fetching it into the cache when allowed.
+
+    With `binarize="static"` the images come back as one fixed Bernoulli draw
+    (pixels 0 or 255, see `static_binarize`); other protocols act per batch.
+    """
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
     dataset = DATASETS[name]
@@ -361,7 +369,12 @@ def load_split(
     image_spec, label_spec = dataset.splits[split]
     images = read_idx(files[image_spec.name], image_spec)
     labels = read_idx(files[label_spec.name], label_spec)
-    return make_split(images, labels, str(files[label_spec.name]))
+    loaded = make_split(images, labels, str(files[label_spec.name]))
+    if binarize not in BINARIZE:
+        raise DataError(f"binarize must be one of {', '.join(BINARIZE)}; got {binarize!r}")
+    if binarize == "static":
+        loaded = Split(static_binarize(loaded.images, name, split), loaded.labels)
+    return loaded
 
 
 def make_split(images: np.ndarray, labels: np.ndarray, source: str = "labels") -> Split:
@@ -389,6 +402,63 @@ def make_split(images: np.ndarray, labels: np.ndarray, source: str = "labels") -
 def to_unit(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """uint8 [0, 255] -> float in [0, 1], exactly as torchvision's ToTensor scales."""
     return images.to(dtype) / 255
+
+
+# ------------------------------------------------------------------ binarisation
+
+# none: grey levels in [0, 1] scored by Bernoulli cross-entropy (the seed notebook).
+# dynamic: x ~ Bernoulli(pixel / 255) afresh each time a batch is drawn, the protocol
+#   of the MNIST likelihood papers (e.g. Burda et al. 2015); evaluation draws once
+#   with a fixed seed so that its numbers repeat.
+# static: one fixed draw per split, made at load time, then reused for every epoch.
+BINARIZE = ("none", "dynamic", "static")
+
+
+def binarize_images(
+    images: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """One Bernoulli draw per pixel with p = pixel / 255, returned as uint8 0 or 255.
+
+    Keeping uint8 lets a binarised split sit in memory and batch like any other.
+    """
+    draw = torch.bernoulli(to_unit(images), generator=generator)
+    return draw.to(torch.uint8) * 255
+
+
+def static_binarize(images: torch.Tensor, dataset: str, split: str) -> torch.Tensor:
+    """The split's fixed draw: its seed depends only on (dataset, split), so every
+    run, limit and machine sees the same binary images."""
+    seed = zlib.crc32(f"vaekit-static-binarize/{dataset}/{split}".encode())
+    return binarize_images(images, torch.Generator(device=images.device).manual_seed(seed))
+
+
+def model_input(
+    images: torch.Tensor, binarize: str = "none", generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """The float batch a model is trained on, from a uint8 batch.
+
+    `dynamic` draws x ~ Bernoulli(pixel) here, from `generator` (the global RNG when
+    None, which checkpoints save, so a resumed run redraws the same pixels);
+    `none` and `static` only rescale, as statically binarised images are already 0/255.
+    """
+    if binarize == "dynamic":
+        return torch.bernoulli(to_unit(images), generator=generator)
+    if binarize in BINARIZE:
+        return to_unit(images)
+    raise DataError(f"binarize must be one of {', '.join(BINARIZE)}; got {binarize!r}")
+
+
+def evaluation_images(images: torch.Tensor, binarize: str, seed: int = 0) -> torch.Tensor:
+    """The uint8 images a model is scored on under a protocol; fixed for a given seed.
+
+    Dynamic binarisation draws the whole set once from a generator seeded with
+    `seed`, so that repeated evaluations see the same pixels; the other protocols
+    return the images as loaded.
+    """
+    if binarize != "dynamic":
+        return images
+    mixed = int(np.random.SeedSequence([seed % 2**64, 1]).generate_state(1, np.uint64)[0])
+    return binarize_images(images, torch.Generator(device=images.device).manual_seed(mixed))
 
 
 def epoch_order(n: int, seed: int, epoch: int, device: torch.device | None = None) -> torch.Tensor:

@@ -24,3 +24,15 @@ class DataError(VaekitError):
 
 class CheckpointError(VaekitError):
     """A checkpoint that is missing, corrupt, foreign or of another format version."""
+
+
+class TrainingInterrupted(VaekitError):
+    """SIGINT/SIGTERM arrived; a checkpoint was written and `--resume` continues the run."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum  # the shell's convention for death by signal
+
+
+class TrainingDiverged(VaekitError):
+    """Too many non-finite steps in a row; the last good checkpoint is kept."""

@@ -1,14 +1,41 @@
-"""Test-set metrics. The per-epoch test loss uses a fixed generator so it repeats
-and leaves the training RNG untouched."""
+"""Test-set metrics: the per-epoch test loss, and the full evaluation of a model.
+
+Every measurement uses its own seeded generator, so it repeats and leaves the
+training RNG untouched. The full evaluation (`evaluate`) reports the negative
+ELBO, the importance-weighted estimate of log p(x) (Burda, Grosse & Salakhutdinov
+2015) with k samples per image, KL per latent dimension, the number of active
+units and, when given a classifier, FID-MNIST (see `vaekit.fid`).
+"""
 
 from __future__ import annotations
 
-import torch
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
 
-from vaekit.data import to_unit
+import torch
+from tqdm import tqdm
+
+from vaekit.config import EvalConfig
+from vaekit.data import Split, evaluation_images, to_unit
 from vaekit.models import VAE
-from vaekit.objectives import negative_elbo
+from vaekit.objectives import (
+    bernoulli_nll,
+    gaussian_kl_per_dim,
+    gaussian_log_prob,
+    log_importance_weights,
+    negative_elbo,
+    standard_normal_log_prob,
+)
 from vaekit.runtime import autocast, inference
+
+# Burda et al. (2015), section 5.2: unit u is active when Cov_x(E_q[z_u]) > 1e-2.
+ACTIVE_THRESHOLD = 1e-2
+# Bytes held per decoded sample and pixel: the logits, the broadcast target and the
+# per-pixel loss (fp32 each), plus slack for the allocator.
+_BYTES_PER_PIXEL_SAMPLE = 16
 
 
 def elbo_sums(
@@ -17,8 +44,14 @@ def elbo_sums(
     batch_size: int = 1000,
     seed: int = 0,
     precision: str = "fp32",
+    binarize: str = "none",
 ) -> dict[str, torch.Tensor]:
-    """Sums over `images` (uint8, N x C x H x W) of loss, recon and kl, as device scalars."""
+    """Sums over `images` (uint8, N x C x H x W) of loss, recon and kl, as device scalars.
+
+    Under dynamic binarisation the images are drawn once from `seed` (see
+    `data.evaluation_images`), so the test loss of every epoch sees the same pixels.
+    """
+    images = evaluation_images(images, binarize, seed)
     device = images.device
     generator = torch.Generator(device=device).manual_seed(seed)
     sums = {k: torch.zeros((), device=device) for k in ("loss", "recon", "kl")}
@@ -35,3 +68,206 @@ def elbo(model: VAE, images: torch.Tensor, **kwargs) -> dict[str, float]:
     """Per-example averages of -ELBO and its two terms over `images`."""
     sums = elbo_sums(model, images, **kwargs)
     return {key: value.item() / images.shape[0] for key, value in sums.items()}
+
+
+# ----------------------------------------------------------- importance sampling
+
+LogLikelihood = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def bernoulli_log_likelihood(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """log p(x|z) for decoder logits (B, k, C, H, W) against images (B, 1, C, H, W) -> (B, k).
+
+    The training loss's own `bernoulli_nll`, so the estimate scores exactly what
+    training optimised.
+    """
+    return -bernoulli_nll(logits, x, event_dims=logits.dim() - 2)
+
+
+def rows_for(memory_mb: int, pixels: int) -> int:
+    """Decoded samples that fit in `memory_mb` MiB: the bound on one chunk's size."""
+    return max(1, memory_mb * 2**20 // (_BYTES_PER_PIXEL_SAMPLE * pixels))
+
+
+def importance_weighted_log_px(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    k: int,
+    generator: torch.Generator | None = None,
+    max_rows: int = 4096,
+    log_likelihood: LogLikelihood = bernoulli_log_likelihood,
+    precision: str = "fp32",
+) -> torch.Tensor:
+    """The importance-weighted estimate of log p(x) for each image of x (B, ...) -> (B,).
+
+    log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x) (Burda et al. 2015, eq. 8): the
+    value of `objectives.importance_weighted_log_likelihood` over all k log weights,
+    accumulated chunk by chunk with a running logsumexp so that at most `max_rows`
+    samples (B x chunk) are decoded at once, whatever k is. The encoder runs once
+    per image; each chunk's codes are decoded in one batch. `model` needs
+    `encode(x) -> (mu, logvar)` and `decode(z) -> parameters of p(x|z)`, which
+    `log_likelihood(parameters (B, n, ...), x (B, 1, ...)) -> (B, n)` scores.
+    Noise is drawn as randn((B, n, D)) per chunk from `generator`.
+    """
+    device = x.device
+    with autocast(device, precision):
+        mu, logvar = model.encode(x)
+    dtype = torch.promote_types(mu.dtype, torch.float32)  # never below fp32 for the sums
+    mu, logvar = mu.to(dtype)[:, None], logvar.to(dtype)[:, None]  # (B, 1, D)
+    std = torch.exp(0.5 * logvar)
+    batch, latent = mu.shape[0], mu.shape[-1]
+    per_chunk = max(1, min(k, max_rows // batch))
+    target = x.unsqueeze(1)
+    running = torch.full((batch,), -math.inf, device=device, dtype=dtype)
+    for start in range(0, k, per_chunk):
+        n = min(per_chunk, k - start)
+        eps = torch.randn((batch, n, latent), generator=generator, device=device, dtype=dtype)
+        z = mu + eps * std  # (B, n, D)
+        with autocast(device, precision):
+            params = model.decode(z.flatten(0, 1))
+        params = params.unflatten(0, (batch, n))
+        log_w = log_importance_weights(
+            log_likelihood(params, target).to(dtype),
+            standard_normal_log_prob(z),
+            gaussian_log_prob(z, mu, logvar),
+        )
+        running = torch.logaddexp(running, torch.logsumexp(log_w, dim=1))
+    return running - math.log(k)
+
+
+# ----------------------------------------------------------- latent statistics
+
+
+def posterior_parameters(
+    model: VAE, x: torch.Tensor, batch_size: int = 1000, precision: str = "fp32"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """q(z|x)'s mean and log-variance for float images x, in fp32: (N, D) each."""
+    mus, logvars = [], []
+    with inference(model), autocast(x.device, precision):
+        for start in range(0, x.shape[0], batch_size):
+            mu, logvar = model.encode(x[start : start + batch_size])
+            mus.append(mu.float())
+            logvars.append(logvar.float())
+    return torch.cat(mus), torch.cat(logvars)
+
+
+def active_units(
+    mu: torch.Tensor, threshold: float = ACTIVE_THRESHOLD
+) -> tuple[int, torch.Tensor]:
+    """(number of active units, variance over x of E_q[z_u] for each u) from means (N, D).
+
+    A unit the decoder ignores has a posterior that matches the prior for every x,
+    so its mean does not move with x (Burda et al. 2015, section 5.2).
+    """
+    variance = mu.double().var(dim=0, correction=0)
+    return int((variance > threshold).sum()), variance
+
+
+# ----------------------------------------------------------- the whole evaluation
+
+
+def bits_per_dim(nats: float, pixels: int) -> float:
+    """Nats per image -> bits per pixel, the unit image-likelihood papers use alongside nats."""
+    return nats / (pixels * math.log(2))
+
+
+def evaluate(
+    model: VAE,
+    test: Split,
+    config: EvalConfig,
+    binarize: str,
+    classifier: Any = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Score `model` on the uint8 split `test` under a binarisation protocol.
+
+    With a `vaekit.fid` classifier, also the Frechet distance between its features
+    of as many generated images as test images and of the test images.
+    Returns a JSON-ready dict (nats per image unless a key says otherwise).
+    """
+    from vaekit import fid  # late import: fid trains with evaluate's helpers
+
+    device = next(model.parameters()).device
+    images = evaluation_images(test.images.to(device), binarize, config.seed)
+    n, pixels = images.shape[0], math.prod(images.shape[1:])
+    timing: dict[str, float] = {}
+    started = time.perf_counter()
+
+    sums = elbo_sums(model, images, config.batch_size, config.seed, config.precision)
+    elbo_terms = {key: value.item() / n for key, value in sums.items()}
+    x = to_unit(images)
+    mu, logvar = posterior_parameters(model, x, config.batch_size, config.precision)
+    count, variance = active_units(mu)
+    kl_per_dim = gaussian_kl_per_dim(mu, logvar).mean(dim=0)
+    timing["elbo_seconds"] = time.perf_counter() - started
+
+    mark = time.perf_counter()
+    log_px = importance_weighted_estimates(model, x, config, progress)
+    timing["iwae_seconds"] = time.perf_counter() - mark
+    nll = -log_px.double()
+
+    report: dict[str, Any] = {
+        "images": n,
+        "pixels": pixels,
+        "binarize": binarize,
+        "neg_elbo": {
+            "nats": elbo_terms["loss"],
+            "bits_per_dim": bits_per_dim(elbo_terms["loss"], pixels),
+            "recon": elbo_terms["recon"],
+            "kl": elbo_terms["kl"],
+        },
+        "iwae": {
+            "k": config.k,
+            "nll_nats": nll.mean().item(),
+            "nll_bits_per_dim": bits_per_dim(nll.mean().item(), pixels),
+            "stderr_nats": (nll.std() / math.sqrt(n)).item() if n > 1 else 0.0,
+        },
+        "latent": {
+            "dim": mu.shape[1],
+            "kl_per_dim": kl_per_dim.tolist(),
+            "mean_variance": variance.tolist(),
+            "active_units": count,
+            "active_threshold": ACTIVE_THRESHOLD,
+        },
+        "fid": None,
+    }
+    if classifier is not None:
+        mark = time.perf_counter()
+        report["fid"] = fid.fid_report(classifier, model, to_unit(test.images), config.seed)
+        timing["fid_seconds"] = time.perf_counter() - mark
+    timing["total_seconds"] = time.perf_counter() - started
+    timing["images_x_k_per_second"] = n * config.k / timing["iwae_seconds"]
+    report["timing"] = timing
+    report["config"] = asdict(config)
+    report["device"] = str(device)
+    return report
+
+
+def importance_weighted_estimates(
+    model: VAE, x: torch.Tensor, config: EvalConfig, progress: bool = True
+) -> torch.Tensor:
+    """log p(x) estimates (N,) for float images x, in batches, with a progress bar."""
+    device = x.device
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    max_rows = rows_for(config.memory_mb, math.prod(x.shape[1:]))
+    batch_size = min(config.batch_size, max_rows)
+    out = []
+    bar = tqdm(
+        total=x.shape[0],
+        desc=f"log p(x), k={config.k}",
+        unit="img",
+        leave=False,
+        disable=None if progress else True,
+    )
+    with bar, inference(model), torch.inference_mode():
+        for start in range(0, x.shape[0], batch_size):
+            batch = x[start : start + batch_size]
+            out.append(
+                importance_weighted_log_px(
+                    model, batch, config.k, generator, max_rows, precision=config.precision
+                )
+            )
+            bar.update(batch.shape[0])
+            if not bar.disable:
+                bar.set_postfix(nll=f"{-torch.cat(out).mean().item():.2f}")
+    return torch.cat(out)

@@ -11,9 +11,10 @@ with `objectives.negative_elbo`. Run folder layout:
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,9 @@ from tqdm import tqdm
 from vaekit import checkpoint, pictures
 from vaekit.config import RunConfig
 from vaekit.data import Split, epoch_order, iterate_batches, load_split, to_unit
-from vaekit.errors import ConfigError
+from vaekit.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 from vaekit.evaluate import elbo_sums
+from vaekit.interrupts import stop_on_signals
 from vaekit.models import VAE, build_model
 from vaekit.objectives import negative_elbo
 from vaekit.runtime import (
@@ -39,22 +41,40 @@ from vaekit.runtime import (
 # Options that may change when a run is resumed; the rest define the run.
 RESUMABLE_OVERRIDES = {"epochs", "device", "pictures", "data_dir", "download", "eval_batch_size"}
 TERMS = ("loss", "recon", "kl")
+COUNTS = ("examples", "skipped")
+DIVERGENCE_CHECK_EVERY = 16  # steps between host reads of the bad-step counter
 
 
 @dataclass
 class State:
-    """What a run needs in memory; `fit` builds it, `train_epoch` advances it."""
+    """What a run needs in memory; `fit` builds it, `train_epoch` advances it.
+
+    `epoch` counts finished epochs; `batch` the batches done of the one in
+    progress, whose running sums live in `sums` as device scalars (read back
+    only at the end of the epoch, so steps never wait on the host).
+    """
 
     config: RunConfig
     device: torch.device
     model: VAE
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler | None
-    epoch: int = 0  # epochs completed
+    epoch: int = 0
+    batch: int = 0
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    bad_in_a_row: torch.Tensor | None = None
+    worst_in_a_row: torch.Tensor | None = None
+
+    def reset_sums(self, values: dict[str, float] | None = None) -> None:
+        values = values or {}
+        self.sums = {
+            key: torch.tensor(values.get(key, 0.0), device=self.device) for key in TERMS + COUNTS
+        }
 
 
 def make_optimizer(model: VAE, config: RunConfig) -> torch.optim.Optimizer:
-    # The fused kernel does Adam's element-wise update in one pass over the parameters.
+    """Adam with the fused kernel: one pass over the parameters per step, and it honours
+    `optimizer.found_inf`, which lets a bad step be skipped without a host sync."""
     return torch.optim.Adam(model.parameters(), lr=config.train.lr, fused=True)
 
 
@@ -66,71 +86,132 @@ def build_state(
     seed_everything(config.train.seed)  # before building: same seed, same initial weights
     model = build_model(config.model, image_shape).to(device)
     optimizer = make_optimizer(model, config)
-    scaler = (
-        torch.amp.GradScaler(device.type)
-        if needs_grad_scaler(device, config.train.precision)
-        else None
-    )
+    scaler = None
+    if needs_grad_scaler(device, config.train.precision):
+        scaler = torch.amp.GradScaler(device.type)
     state = State(config, device, model, optimizer, scaler)
+    state.reset_sums()
+    # Runs of bad steps may span epochs, so these are not reset with the sums.
+    state.bad_in_a_row = torch.zeros((), device=device)
+    state.worst_in_a_row = torch.zeros((), device=device)
     if resume_from is not None:
         model.load_state_dict(resume_from.model_state)
         optimizer.load_state_dict(resume_from.optimizer_state)
         set_rng_state(resume_from.rng_state, device)
-        state.epoch = int(resume_from.progress["epoch"])
+        progress = resume_from.progress
+        state.epoch, state.batch = int(progress["epoch"]), int(progress.get("batch", 0))
+        state.reset_sums(progress.get("sums"))
     return state
 
 
-def train_step(state: State, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """One optimiser step on a float batch; returns the batch's summed terms (no host sync)."""
-    with autocast(state.device, state.config.train.precision):
+def grad_norm(parameters: list[torch.Tensor]) -> torch.Tensor:
+    """Total 2-norm of the gradients in one fused pass (what clip_grad_norm_ computes)."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+
+
+def train_step(state: State, x: torch.Tensor) -> torch.Tensor:
+    """One optimiser step on a float batch, skipped when the loss or a gradient is not finite.
+
+    Adds the batch's summed terms to `state.sums` on the device; returns the batch loss.
+    """
+    cfg = state.config.train
+    with autocast(state.device, cfg.precision):
         out = state.model(x)
     terms = negative_elbo(x, out.logits, out.mu, out.logvar)
     # Summed, not averaged, over the batch: the seed's loss, so Adam sees the same scale.
     loss = terms["loss"].sum()
     state.optimizer.zero_grad(set_to_none=True)
-    if state.scaler is None:
-        loss.backward()
-        state.optimizer.step()
-    else:
+    parameters = list(state.model.parameters())
+    if state.scaler is not None:
         state.scaler.scale(loss).backward()
-        state.scaler.step(state.optimizer)
+        state.scaler.unscale_(state.optimizer)  # so clipping sees the true norm
+    else:
+        loss.backward()
+    if cfg.max_grad_norm:
+        norm = torch.nn.utils.clip_grad_norm_(parameters, cfg.max_grad_norm)
+    else:
+        norm = grad_norm(parameters)
+    bad = ~(torch.isfinite(loss) & torch.isfinite(norm))
+    if state.scaler is not None:
+        state.scaler.step(state.optimizer)  # the scaler skips non-finite gradients itself
         state.scaler.update()
-    return {key: value.detach().sum() for key, value in terms.items()}
+    else:
+        state.optimizer.found_inf = bad.float()  # fused Adam skips the update on the device
+        state.optimizer.step()
+    for key in TERMS:
+        state.sums[key] += torch.where(bad, 0.0, terms[key].detach().sum())
+    state.sums["examples"] += torch.where(bad, 0, x.shape[0])
+    state.sums["skipped"] += bad
+    state.bad_in_a_row = (state.bad_in_a_row + 1) * bad
+    state.worst_in_a_row = torch.maximum(state.worst_in_a_row, state.bad_in_a_row)
+    return loss.detach()
 
 
-def train_epoch(state: State, train: Split, progress: bool = True) -> dict[str, float]:
-    """One pass over the shuffled training set; per-example averages of the terms."""
+def check_divergence(state: State, run_dir: Path) -> None:
+    limit = state.config.train.max_bad_steps
+    if state.worst_in_a_row.item() >= limit:
+        kept = (
+            f"the last good checkpoint (epoch {state.epoch}) in {run_dir} is kept"
+            if state.epoch
+            else "no checkpoint was written"
+        )
+        raise TrainingDiverged(
+            f"{limit} non-finite steps in a row in epoch {state.epoch + 1}; stopped, and {kept}. "
+            "Try a lower --lr or set --max-grad-norm."
+        )
+
+
+def train_epoch(state: State, train: Split, run_dir: Path, stop: Any, progress: bool) -> bool:
+    """Advance through the shuffled training set; False when a stop request cut it short."""
     cfg = state.config.train
     order = epoch_order(len(train), cfg.seed, state.epoch + 1, train.images.device)
-    sums = {key: torch.zeros((), device=state.device) for key in TERMS}
+    order = order[state.batch * cfg.batch_size :]  # resuming mid-epoch: skip what was done
     state.model.train()
-    batches = iterate_batches(train.images, cfg.batch_size, order)
     total = -(-len(train) // cfg.batch_size)
     bar = tqdm(
-        batches,
+        iterate_batches(train.images, cfg.batch_size, order),
         total=total,
+        initial=state.batch,
         desc=f"epoch {state.epoch + 1}",
         leave=False,
         disable=None if progress else True,
     )
-    for step, images in enumerate(bar):
-        batch_sums = train_step(state, to_unit(images))
-        for key in TERMS:
-            sums[key] += batch_sums[key]
-        if step % 50 == 0 and not bar.disable:
-            bar.set_postfix(loss=f"{batch_sums['loss'].item() / images.shape[0]:.2f}")
-    state.epoch += 1
-    return {key: value.item() / len(train) for key, value in sums.items()}
+    for images in bar:
+        loss = train_step(state, to_unit(images))
+        state.batch += 1
+        if state.batch % DIVERGENCE_CHECK_EVERY == 0:
+            check_divergence(state, run_dir)
+            if not bar.disable:
+                bar.set_postfix(loss=f"{loss.item() / images.shape[0]:.2f}")
+        if stop:
+            bar.close()
+            return False
+    check_divergence(state, run_dir)
+    return True
+
+
+def finish_epoch(state: State) -> dict[str, float]:
+    """Per-example averages of the epoch's terms; resets the running sums."""
+    examples = state.sums["examples"].item()
+    stats = {key: state.sums[key].item() / max(examples, 1) for key in TERMS}
+    stats["skipped"] = int(state.sums["skipped"].item())
+    state.epoch, state.batch = state.epoch + 1, 0
+    state.reset_sums()
+    return stats
 
 
 def save_checkpoint(state: State, run_dir: Path, image_shape: tuple[int, int, int]) -> Path:
+    progress: dict[str, Any] = {"epoch": state.epoch, "batch": state.batch}
+    if state.batch:  # mid-epoch: keep the running sums so the epoch's loss comes out the same
+        progress["sums"] = {key: value.item() for key, value in state.sums.items()}
     ckpt = checkpoint.Checkpoint(
         config=state.config,
         image_shape=image_shape,
         model_state=state.model.state_dict(),
         optimizer_state=state.optimizer.state_dict(),
         rng_state=rng_state(state.device),
-        progress={"epoch": state.epoch},
+        progress=progress,
     )
     return checkpoint.save(ckpt, run_dir)
 
@@ -179,22 +260,37 @@ def fit(
     config.save(run_dir / "config.json")
     state = build_state(config, train.image_shape, ckpt)
     cfg = config.train
-    while state.epoch < cfg.epochs:
-        started = time.perf_counter()
-        train_stats = train_epoch(state, train, progress)
-        seconds = time.perf_counter() - started
-        test_sums = elbo_sums(
-            state.model, test.images, cfg.eval_batch_size, cfg.seed, cfg.precision
-        )
-        test_stats = {key: value.item() / len(test) for key, value in test_sums.items()}
-        record = {"epoch": state.epoch, "seconds": round(seconds, 3)}
-        record |= {f"train_{k}": v for k, v in train_stats.items()}
-        record |= {f"test_{k}": v for k, v in test_stats.items()}
-        with open(run_dir / "metrics.jsonl", "a") as handle:
-            handle.write(json.dumps(record) + "\n")
-        save_checkpoint(state, run_dir, train.image_shape)
-        train_loss, test_loss = train_stats["loss"], test_stats["loss"]
-        log(f"Epoch {state.epoch}, Loss: {train_loss:.4f}, Test loss: {test_loss:.4f}")
+    with stop_on_signals() as stop:
+        while state.epoch < cfg.epochs:
+            started = time.perf_counter()
+            if not train_epoch(state, train, run_dir, stop, progress):
+                save_checkpoint(state, run_dir, train.image_shape)
+                raise TrainingInterrupted(
+                    f"stopped by {signal.Signals(stop.signum).name} in epoch {state.epoch + 1} "
+                    f"after batch {state.batch}; checkpoint saved. "
+                    f"Continue with: vaekit train --resume {run_dir}",
+                    stop.signum,
+                )
+            seconds = time.perf_counter() - started
+            train_stats = finish_epoch(state)
+            test_sums = elbo_sums(
+                state.model, test.images, cfg.eval_batch_size, cfg.seed, cfg.precision
+            )
+            test_stats = {key: value.item() / len(test) for key, value in test_sums.items()}
+            record = {"epoch": state.epoch, "seconds": round(seconds, 3)}
+            record |= {f"train_{k}": v for k, v in train_stats.items()}
+            record |= {f"test_{k}": v for k, v in test_stats.items()}
+            with open(run_dir / "metrics.jsonl", "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+            save_checkpoint(state, run_dir, train.image_shape)
+            train_loss, test_loss = train_stats["loss"], test_stats["loss"]
+            log(f"Epoch {state.epoch}, Loss: {train_loss:.4f}, Test loss: {test_loss:.4f}")
+            if stop and state.epoch < cfg.epochs:
+                raise TrainingInterrupted(
+                    f"stopped by {signal.Signals(stop.signum).name} after epoch {state.epoch}; "
+                    f"checkpoint saved. Continue with: vaekit train --resume {run_dir}",
+                    stop.signum,
+                )
     if cfg.pictures:
         write_pictures(state.model, test, run_dir, cfg.seed)
     return run_dir

@@ -1,0 +1,189 @@
+"""Faults during training lose nothing: signals, crashes mid-write, non-finite steps."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from vaekit import checkpoint
+from vaekit.errors import TrainingDiverged
+from vaekit.objectives import negative_elbo
+from vaekit.train import build_state, fit, train_step
+
+# `vaekit.train` the attribute is the API function; the module is reached by name.
+train_module = importlib.import_module("vaekit.train")
+
+
+def _cli(args, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-u", "-m", "vaekit", "train", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+def _run_args(mnist_dir, out):
+    return [
+        "--data-dir",
+        str(mnist_dir),
+        "--no-download",
+        "--limit",
+        "6000",
+        "--batch-size",
+        "32",
+        "--epochs",
+        "2",
+        "--no-pictures",
+        "--no-progress",
+        "--out",
+        str(out),
+    ]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_mid_epoch_checkpoints_and_resume_matches_uninterrupted(sig, mnist_dir, tmp_path):
+    """The signal only sets a flag; the run saves mid-epoch, exits 128+sig, resumes exactly."""
+    straight = _cli(_run_args(mnist_dir, tmp_path / "straight"))
+    assert straight.wait(timeout=300) == 0, straight.stderr.read()
+
+    run = tmp_path / "stopped"
+    proc = _cli(_run_args(mnist_dir, run))
+    assert proc.stdout.readline().startswith("Epoch 1, Loss: ")  # now inside epoch 2
+    proc.send_signal(sig)
+    assert proc.wait(timeout=120) == 128 + sig
+    err = proc.stderr.read().strip()
+    assert len(err.splitlines()) == 1 and f"stopped by {sig.name} in epoch 2" in err
+    progress = checkpoint.load(run).progress
+    assert progress["epoch"] == 1 and 0 < progress["batch"] < 188  # mid-epoch
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "vaekit", "train", "--resume", str(run), "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = checkpoint.load(tmp_path / "straight"), checkpoint.load(run)
+    for key in a.model_state:
+        assert torch.equal(a.model_state[key], b.model_state[key]), key
+    losses = [line.split('"train_loss"')[1] for line in (run / "metrics.jsonl").open()]
+    expected = [
+        line.split('"train_loss"')[1] for line in (tmp_path / "straight" / "metrics.jsonl").open()
+    ]
+    assert losses == expected  # the interrupted epoch's loss comes out the same too
+
+
+def test_kill_9_while_writing_a_checkpoint_keeps_the_previous_one(small_config, tmp_path):
+    small_config.train.epochs = 1
+    run = fit(small_config, tmp_path / "run", log=lambda _: None, progress=False)
+    before = checkpoint.load(run)
+    writer = textwrap.dedent(f"""
+        import os, time
+        from vaekit import checkpoint
+        ckpt = checkpoint.load({str(run)!r})
+        ckpt.progress = {{"epoch": 99}}
+        def stall(fd):
+            print("writing", flush=True)
+            time.sleep(60)
+        os.fsync = stall  # the new bytes are written, not yet synced or renamed
+        checkpoint.save(ckpt, {str(run)!r})
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", writer], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    proc.kill()
+    proc.wait(timeout=30)
+    assert list(run.glob(".checkpoint.safetensors.*.tmp")), "the killed writer left its temp file"
+    after = checkpoint.load(run)
+    assert after.progress == before.progress
+    assert all(torch.equal(after.model_state[k], before.model_state[k]) for k in before.model_state)
+    checkpoint.save(after, run)  # the next save clears the debris
+    assert not list(run.glob(".checkpoint.safetensors.*.tmp"))
+
+
+def _nan_on(steps: set[int]):
+    """negative_elbo that returns NaN terms on the given (0-based) calls."""
+    calls = {"n": 0}
+
+    def faulty(x, logits, mu, logvar):
+        terms = negative_elbo(x, logits, mu, logvar)
+        if calls["n"] in steps:
+            terms = {k: v * float("nan") for k, v in terms.items()}
+        calls["n"] += 1
+        return terms
+
+    return faulty
+
+
+def test_non_finite_steps_are_skipped_counted_and_leave_weights_alone(small_config, monkeypatch):
+    state = build_state(small_config, (1, 28, 28))
+    x = torch.rand(16, 1, 28, 28)
+    monkeypatch.setattr(train_module, "negative_elbo", _nan_on({0}))
+    before = {k: v.clone() for k, v in state.model.state_dict().items()}
+    train_step(state, x)
+    assert all(torch.equal(before[k], v) for k, v in state.model.state_dict().items())
+    assert state.sums["skipped"].item() == 1 and state.sums["examples"].item() == 0
+    assert all(s["step"].item() == 0 for s in state.optimizer.state.values())
+    train_step(state, x)  # a good step goes through and resets the run of bad ones
+    assert not torch.equal(before["fc1.weight"], state.model.fc1.weight)
+    assert state.sums["examples"].item() == 16 and state.bad_in_a_row.item() == 0
+
+
+def test_k_bad_steps_in_a_row_stop_the_run_and_keep_the_last_good_checkpoint(
+    small_config, tmp_path, monkeypatch
+):
+    small_config.train.epochs = 1
+    small_config.train.max_bad_steps = 5
+    run = fit(small_config, tmp_path / "run", log=lambda _: None, progress=False)
+    good = checkpoint.load(run)
+    steps_per_epoch = -(-2000 // 128)
+    monkeypatch.setattr(train_module, "negative_elbo", _nan_on(set(range(3, 100))))
+    with pytest.raises(TrainingDiverged, match="5 non-finite steps in a row in epoch 2") as info:
+        fit(good.config, run, resume=True, resume_overrides={"epochs": 3}, log=lambda _: None)
+    assert "last good checkpoint (epoch 1)" in str(info.value)
+    kept = checkpoint.load(run)
+    assert kept.progress == good.progress and steps_per_epoch > 3
+    assert all(torch.equal(kept.model_state[k], good.model_state[k]) for k in good.model_state)
+
+
+def test_isolated_bad_steps_do_not_stop_the_run(small_config, tmp_path, monkeypatch):
+    """Runs of 4 bad steps, even across an epoch boundary, stay under a limit of 5."""
+    small_config.train.max_bad_steps = 5
+    # 16 steps per epoch: 12-15 end epoch 1, step 16 is good, 17-19 are bad again.
+    bad = {2, 5, 9, 12, 13, 14, 15, 17, 18, 19}
+    monkeypatch.setattr(train_module, "negative_elbo", _nan_on(bad))
+    run = fit(small_config, tmp_path / "run", log=lambda _: None, progress=False)
+    skipped = [json.loads(line)["train_skipped"] for line in (run / "metrics.jsonl").open()]
+    assert skipped == [7, 3]
+
+
+def test_a_run_of_bad_steps_spanning_epochs_counts_as_one(small_config, tmp_path, monkeypatch):
+    small_config.train.max_bad_steps = 5
+    monkeypatch.setattr(train_module, "negative_elbo", _nan_on({13, 14, 15, 16, 17}))
+    with pytest.raises(TrainingDiverged, match="in epoch 2"):
+        fit(small_config, tmp_path / "run", log=lambda _: None, progress=False)
+
+
+def test_gradient_clipping_bounds_the_gradient_norm(small_config):
+    small_config.train.max_grad_norm = 0.5
+    state = build_state(small_config, (1, 28, 28))
+    train_step(state, torch.rand(32, 1, 28, 28))
+    grads = torch.cat([p.grad.flatten() for p in state.model.parameters()])
+    assert grads.norm().item() == pytest.approx(0.5, rel=1e-4)  # raw norm is in the thousands
+
+
+def test_pid_signal_handlers_are_restored_after_training(small_config, tmp_path):
+    small_config.train.epochs = 1
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    fit(small_config, tmp_path / "run", log=lambda _: None, progress=False)
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+    assert os.getpid() > 0
