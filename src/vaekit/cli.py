@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from vaekit import api, pictures
-from vaekit.config import RunConfig, apply_overrides, coerce, config_fields, flag_name
+from vaekit import api, checkpoint, pictures, report
+from vaekit.config import (
+    EvalConfig,
+    RunConfig,
+    apply_overrides,
+    coerce,
+    config_fields,
+    flag_name,
+)
 from vaekit.data import load_split, to_unit
 from vaekit.errors import ConfigError, VaekitError
 from vaekit.models import MODELS
@@ -78,6 +87,22 @@ def build_parser() -> argparse.ArgumentParser:
     recon.add_argument("--data-dir", help="where the dataset's files are")
     recon.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
 
+    evaluate = sub.add_parser(
+        "evaluate", help="test -ELBO, log-likelihood (importance-weighted), active units, FID"
+    )
+    evaluate.add_argument("checkpoint", type=Path, help="run folder or checkpoint file")
+    evaluate.add_argument(
+        "-o", "--output", type=Path, help="JSON file (default: eval.json beside the checkpoint)"
+    )
+    evaluate.add_argument("--data-dir", help="where the dataset's files are")
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_eval_flags(evaluate)
+
+    plot = sub.add_parser("plot", help="latent-space pictures and report.html for a run")
+    plot.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run folder")
+    plot.add_argument("--data-dir", help="where the dataset's files are")
+    plot.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+
     sub.add_parser("models", help="list the registered model architectures")
     return parser
 
@@ -127,6 +152,55 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
     )
 
 
+def _add_eval_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per EvalConfig field, as the train flags come from RunConfig."""
+    for f in dataclasses.fields(EvalConfig):
+        names = ["-k"] if f.name == "k" else [flag_name(f)]
+        help_text = f"{f.metadata['help']} (default: {f.default})"
+        kwargs: dict[str, Any] = {"dest": f"eval:{f.name}", "default": None, "help": help_text}
+        if f.type in (bool, "bool"):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["metavar"] = f.name.upper()
+            kwargs["choices"] = f.metadata.get("choices")
+        parser.add_argument(*names, **kwargs)
+
+
+def _eval_config(args: argparse.Namespace) -> EvalConfig:
+    values = {}
+    for f in dataclasses.fields(EvalConfig):
+        value = getattr(args, f"eval:{f.name}")
+        if value is not None:
+            values[f.name] = coerce(f, value, "-k" if f.name == "k" else flag_name(f))
+    config = EvalConfig(**values)
+    config.validate()
+    return config
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    result = api.evaluate_model(
+        args.checkpoint, _eval_config(args), args.data_dir, progress=not args.no_progress
+    )
+    out = args.output or checkpoint.resolve_path(args.checkpoint).parent / report.EVAL_FILE
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    config = result["config"]
+    print(
+        f"{result['dataset']} test split, {result['images']} images, "
+        f"binarize {result['binarize']}, {config['precision']}, {result['device']}"
+    )
+    print(report.format_table(report.eval_rows(result)))
+    print(f"Wrote {out}")
+    if out.name == report.EVAL_FILE and (out.parent / report.REPORT_FILE).is_file():
+        print(f"Updated {report.write_report(out.parent)}")
+
+
+def cmd_plot(args: argparse.Namespace) -> None:
+    for path in api.plot(args.run_dir, args.data_dir, args.device):
+        print(f"Wrote {path}")
+    print(f"Wrote {args.run_dir / report.REPORT_FILE}")
+
+
 def cmd_models(args: argparse.Namespace) -> None:
     for name, cls in sorted(MODELS.items()):
         print(f"{name:8s} {(cls.__doc__ or '').strip().splitlines()[0]}")
@@ -136,6 +210,8 @@ COMMANDS = {
     "train": cmd_train,
     "sample": cmd_sample,
     "reconstruct": cmd_reconstruct,
+    "evaluate": cmd_evaluate,
+    "plot": cmd_plot,
     "models": cmd_models,
 }
 
@@ -151,6 +227,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"vaekit: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # e.g. an unwritable --out folder: the OS's reason, one line
+        if debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"vaekit: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("vaekit: interrupted", file=sys.stderr)
         return 130

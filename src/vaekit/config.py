@@ -71,8 +71,10 @@ class EvalConfig:
     precision: str = _opt("fp32", "arithmetic precision", choices=("fp32", "bf16", "fp16"))
     seed: int = _opt(0, "seed for the importance samples, the binarisation draw and FID samples")
     limit: int | None = _opt(None, "evaluate only the first N test images")
-    binarize: str | None = _opt(
-        None, "protocol to score under (default: the run's)", choices=("none", "dynamic", "static")
+    binarize: str = _opt(
+        "run",
+        "binarisation protocol to score under; run: the one the model was trained with",
+        choices=("run", "none", "dynamic", "static"),
     )
     fid: bool = _opt(True, "compute FID-MNIST / FID-FMNIST (trains a classifier once)")
     device: str = _opt("auto", "where to compute", choices=("auto", "cpu", "cuda"))

@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import math
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -46,6 +47,12 @@ class FileSpec:
     md5: str
     sha256: str
     gz_md5: str | None = None  # md5 of the official .gz, checked on download
+
+    @property
+    def magic(self) -> bytes | None:
+        """The header's first 4 bytes when the name says them (`...-idx3-ubyte`: 0x00000803)."""
+        match = re.search(r"-idx(\d)-ubyte$", self.name)
+        return bytes([0, 0, 0x08, int(match[1])]) if match else None
 
 
 @dataclass(frozen=True)
@@ -193,12 +200,22 @@ def verify(content: bytes, spec: FileSpec, source: str) -> None:
 
 
 def read_idx(path: str | Path, spec: FileSpec | None = None) -> np.ndarray:
-    """Read an IDX file (raw or .gz), verifying its content against `spec` when given."""
+    """Read an IDX file (raw or .gz), verifying its content against `spec` when given.
+
+    The structure is checked before the checksum, so a truncated or foreign file is
+    reported as such rather than as a bare checksum mismatch.
+    """
     path = Path(path)
     content = read_bytes(path)
+    if spec is not None and spec.magic and content[:4] != spec.magic:
+        raise DataError(
+            f"{path}: IDX magic number 0x{content[:4].hex()}, expected 0x{spec.magic.hex()} "
+            f"for {spec.name}"
+        )
+    array = parse_idx(content, str(path))
     if spec is not None:
         verify(content, spec, str(path))
-    return parse_idx(content, str(path))
+    return array
 
 
 # ------------------------------------------------------------------ finding files
@@ -414,9 +431,7 @@ def to_unit(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.T
 BINARIZE = ("none", "dynamic", "static")
 
 
-def binarize_images(
-    images: torch.Tensor, generator: torch.Generator | None = None
-) -> torch.Tensor:
+def binarize_images(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """One Bernoulli draw per pixel with p = pixel / 255, returned as uint8 0 or 255.
 
     Keeping uint8 lets a binarised split sit in memory and batch like any other.

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from vaekit import fid
 from vaekit.config import EvalConfig
 from vaekit.data import Split, evaluation_images, to_unit
 from vaekit.models import VAE
@@ -151,9 +152,7 @@ def posterior_parameters(
     return torch.cat(mus), torch.cat(logvars)
 
 
-def active_units(
-    mu: torch.Tensor, threshold: float = ACTIVE_THRESHOLD
-) -> tuple[int, torch.Tensor]:
+def active_units(mu: torch.Tensor, threshold: float = ACTIVE_THRESHOLD) -> tuple[int, torch.Tensor]:
     """(number of active units, variance over x of E_q[z_u] for each u) from means (N, D).
 
     A unit the decoder ignores has a posterior that matches the prior for every x,
@@ -176,7 +175,7 @@ def evaluate(
     test: Split,
     config: EvalConfig,
     binarize: str,
-    classifier: Any = None,
+    classifier: fid.Classifier | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Score `model` on the uint8 split `test` under a binarisation protocol.
@@ -185,8 +184,6 @@ def evaluate(
     of as many generated images as test images and of the test images.
     Returns a JSON-ready dict (nats per image unless a key says otherwise).
     """
-    from vaekit import fid  # late import: fid trains with evaluate's helpers
-
     device = next(model.parameters()).device
     images = evaluation_images(test.images.to(device), binarize, config.seed)
     n, pixels = images.shape[0], math.prod(images.shape[1:])

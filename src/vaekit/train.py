@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from vaekit import checkpoint, pictures
 from vaekit.config import RunConfig
-from vaekit.data import Split, epoch_order, iterate_batches, load_split, to_unit
+from vaekit.data import Split, epoch_order, iterate_batches, load_split, model_input, to_unit
 from vaekit.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 from vaekit.evaluate import elbo_sums
 from vaekit.interrupts import stop_on_signals
@@ -39,7 +39,15 @@ from vaekit.runtime import (
 )
 
 # Options that may change when a run is resumed; the rest define the run.
-RESUMABLE_OVERRIDES = {"epochs", "device", "pictures", "data_dir", "download", "eval_batch_size"}
+RESUMABLE_OVERRIDES = {
+    "epochs",
+    "device",
+    "pictures",
+    "plots",
+    "data_dir",
+    "download",
+    "eval_batch_size",
+}
 TERMS = ("loss", "recon", "kl")
 COUNTS = ("examples", "skipped")
 DIVERGENCE_CHECK_EVERY = 16  # steps between host reads of the bad-step counter
@@ -178,7 +186,7 @@ def train_epoch(state: State, train: Split, run_dir: Path, stop: Any, progress: 
         disable=None if progress else True,
     )
     for images in bar:
-        loss = train_step(state, to_unit(images))
+        loss = train_step(state, model_input(images, state.config.data.binarize))
         state.batch += 1
         if state.batch % DIVERGENCE_CHECK_EVERY == 0:
             check_divergence(state, run_dir)
@@ -253,7 +261,9 @@ def fit(
     data = config.data
     device = resolve_device(config.train.device)
     train, test = (
-        load_split(data.dataset, split, data.data_dir, data.download).subset(data.limit).to(device)
+        load_split(data.dataset, split, data.data_dir, data.download, data.binarize)
+        .subset(data.limit)
+        .to(device)
         for split in ("train", "test")
     )
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -274,7 +284,12 @@ def fit(
             seconds = time.perf_counter() - started
             train_stats = finish_epoch(state)
             test_sums = elbo_sums(
-                state.model, test.images, cfg.eval_batch_size, cfg.seed, cfg.precision
+                state.model,
+                test.images,
+                cfg.eval_batch_size,
+                cfg.seed,
+                cfg.precision,
+                binarize=data.binarize,
             )
             test_stats = {key: value.item() / len(test) for key, value in test_sums.items()}
             record = {"epoch": state.epoch, "seconds": round(seconds, 3)}
@@ -293,6 +308,10 @@ def fit(
                 )
     if cfg.pictures:
         write_pictures(state.model, test, run_dir, cfg.seed)
+    if cfg.plots:
+        from vaekit import plots  # matplotlib is slow to import: only runs that draw pay
+
+        plots.plot_run(state.model, test, run_dir, cfg.seed, data.binarize, data.dataset)
     return run_dir
 
 

@@ -1,0 +1,210 @@
+"""One self-contained report.html per run, and the evaluation table the CLI prints.
+
+The page embeds every picture as a base64 data URI and uses no scripts, fonts
+or style sheets from elsewhere, so it opens offline and survives being mailed
+or copied out of the run folder.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+EVAL_FILE = "eval.json"
+REPORT_FILE = "report.html"
+# The run's pictures in the order the page shows them, with what each one shows.
+PICTURES = (
+    ("loss_curves.png", "Training and test loss per epoch, with the loss's two terms."),
+    (
+        "latent_manifold.png",
+        "Decoded images over a grid of latent values at evenly spaced prior quantiles "
+        "(Kingma & Welling 2014, figure 4); with more than two latent dimensions, over the "
+        "two whose posterior means vary most, the others at 0.",
+    ),
+    (
+        "latent_scatter.png",
+        "Posterior means of the test images coloured by their label "
+        "(first two principal components when the latent has more than two dimensions).",
+    ),
+    (
+        "interpolations.png",
+        "Each row: a test image, decodes along the straight line between its posterior "
+        "mean and another's, and the other test image.",
+    ),
+    ("samples.png", "Images decoded from z ~ N(0, I) (Bernoulli means)."),
+    ("reconstructions.png", "Test images (odd rows) above their reconstructions (even rows)."),
+)
+
+
+def eval_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(quantity, value, note) rows summarising an evaluation result (see evaluate.evaluate)."""
+    elbo, iwae, latent = result["neg_elbo"], result["iwae"], result["latent"]
+    kl_dims = latent["kl_per_dim"]
+    shown = ", ".join(f"{v:.2f}" for v in kl_dims[:16]) + (" ..." if len(kl_dims) > 16 else "")
+    rows = [
+        (
+            "-ELBO (1 sample of z)",
+            f"{elbo['nats']:.2f} nats",
+            f"{elbo['bits_per_dim']:.4f} bits/dim",
+        ),
+        ("  reconstruction -log p(x|z)", f"{elbo['recon']:.2f} nats", ""),
+        ("  KL(q(z|x) || p(z))", f"{elbo['kl']:.2f} nats", ""),
+        (
+            f"-log p(x), importance-weighted, k = {iwae['k']}",
+            f"{iwae['nll_nats']:.2f} ± {iwae['stderr_nats']:.2f} nats",
+            f"{iwae['nll_bits_per_dim']:.4f} bits/dim (± is the standard error over images)",
+        ),
+        (
+            f"active units (Cov_x E[z_u|x] > {latent['active_threshold']:g})",
+            f"{latent['active_units']} of {latent['dim']}",
+            "",
+        ),
+        ("KL per latent dimension", shown, "nats, test-set average"),
+    ]
+    fid = result.get("fid")
+    if fid:
+        rows.append(
+            (
+                fid["name"],
+                f"{fid['value']:.2f}",
+                f"{fid['generated']} samples vs {fid['reference']} test images; "
+                f"train vs test scores {fid['floor_train_vs_test']:.2f}; "
+                f"classifier test accuracy {100 * fid['classifier_test_accuracy']:.2f} %",
+            )
+        )
+    timing = result["timing"]
+    rows.append(
+        (
+            "evaluation time",
+            f"{timing['total_seconds']:.1f} s",
+            f"log p(x) {timing['iwae_seconds']:.1f} s, "
+            f"{timing['images_x_k_per_second']:,.0f} images x k per second",
+        )
+    )
+    return rows
+
+
+def format_table(rows: list[tuple[str, str, str]]) -> str:
+    """Rows as aligned plain text for the terminal."""
+    first = max(len(r[0]) for r in rows)
+    second = max(len(r[1]) for r in rows)
+    return "\n".join(f"{a:<{first}}  {b:>{second}}  {c}".rstrip() for a, b, c in rows)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _metrics_table(records: list[dict[str, Any]]) -> str:
+    columns = [
+        ("epoch", "epoch", "{}"),
+        ("train_loss", "train loss", "{:.4f}"),
+        ("test_loss", "test loss", "{:.4f}"),
+        ("train_recon", "train recon", "{:.4f}"),
+        ("train_kl", "train KL", "{:.4f}"),
+        ("test_recon", "test recon", "{:.4f}"),
+        ("test_kl", "test KL", "{:.4f}"),
+        ("seconds", "seconds", "{:.2f}"),
+    ]
+    present = [c for c in columns if any(c[0] in r for r in records)]
+    rows = [[fmt.format(r[key]) if key in r else "" for key, _, fmt in present] for r in records]
+    return _table([title for _, title, _ in present], rows)
+
+
+def _image(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(path.name)}">'
+
+
+_STYLE = """
+body { font-family: sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }
+th { background: #f3f3f3; }
+td:first-child { text-align: left; }
+figure { margin: 2em 0; }
+figure img { max-width: 100%; border: 1px solid #ddd; }
+figcaption { color: #555; margin-top: 0.4em; }
+code { background: #f3f3f3; padding: 0 0.2em; }
+"""
+
+
+def render(run_dir: Path) -> str:
+    """The page for a run folder, from whatever of its files exist."""
+    config = json.loads((run_dir / "config.json").read_text())
+    records = [
+        json.loads(line) for line in _read(run_dir / "metrics.jsonl").splitlines() if line.strip()
+    ]
+    parts = [f"<h1>vaekit run {html.escape(run_dir.resolve().name)}</h1>"]
+    model, data = config.get("model", {}), config.get("data", {})
+    parts.append(
+        "<p>"
+        + html.escape(
+            f"{model.get('name')} VAE, latent {model.get('latent_dim')}, "
+            f"hidden {model.get('hidden_dim')}; {data.get('dataset')}, "
+            f"binarize {data.get('binarize', 'none')}; "
+            f"{len(records)} epoch(s)."
+        )
+        + "</p>"
+    )
+    eval_path = run_dir / EVAL_FILE
+    parts.append("<h2>Evaluation on the test set</h2>")
+    if eval_path.is_file():
+        result = json.loads(eval_path.read_text())
+        parts.append(
+            "<p>"
+            + html.escape(
+                f"{result['images']} test images, binarisation protocol "
+                f"{result['binarize']}, precision {result['config']['precision']}, "
+                f"seed {result['config']['seed']}."
+            )
+            + "</p>"
+        )
+        parts.append(_table(["quantity", "value", "note"], [list(r) for r in eval_rows(result)]))
+    else:
+        parts.append(
+            "<p>Not evaluated yet: <code>vaekit evaluate "
+            + html.escape(str(run_dir))
+            + "</code> adds the importance-weighted log-likelihood, active units and "
+            "FID-MNIST here.</p>"
+        )
+    parts.append("<h2>Per-epoch metrics</h2>")
+    parts.append(
+        _metrics_table(records) if records else "<p>No metrics.jsonl in this run folder.</p>"
+    )
+    parts.append("<h2>Pictures</h2>")
+    for name, caption in PICTURES:
+        if (run_dir / name).is_file():
+            parts.append(
+                f"<figure>{_image(run_dir / name)}<figcaption><b>{name}</b>: "
+                f"{html.escape(caption)}</figcaption></figure>"
+            )
+    parts.append(
+        "<h2>Configuration</h2><pre>" + html.escape(json.dumps(config, indent=2)) + "</pre>"
+    )
+    body = "\n".join(parts)
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>vaekit run {html.escape(run_dir.resolve().name)}</title>"
+        f"<style>{_STYLE}</style></head><body>\n{body}\n</body></html>\n"
+    )
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.is_file() else ""
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write (or refresh) `report.html` in a run folder; returns its path."""
+    run_dir = Path(run_dir)
+    path = run_dir / REPORT_FILE
+    path.write_text(render(run_dir), encoding="utf-8")
+    return path
