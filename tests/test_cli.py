@@ -181,3 +181,10 @@ def test_unwritable_output_is_one_line(tmp_path, mnist_dir, capsys):
     )
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1 and str(blocker) in err
+
+
+def test_debug_shows_the_traceback():
+    from vaekit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown model"):
+        main(["--debug", "train", "--model", "nope"])
