@@ -1,0 +1,113 @@
+"""Own data: image folders and .npy arrays, with clear errors that name the file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vaekit.errors import DataError
+from vaekit.userdata import load_user_data, read_folder, read_npy, split_rows
+
+
+def _save(path, array):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+@pytest.fixture
+def labelled_folder(tmp_path):
+    """Two classes of 16x16 grey PNGs: 'dark' (value 10 + i) and 'light' (200 + i)."""
+    for i in range(5):
+        _save(tmp_path / "imgs" / "dark" / f"{i}.png", np.full((16, 16), 10 + i, np.uint8))
+        _save(tmp_path / "imgs" / "light" / f"{i}.png", np.full((16, 16), 200 + i, np.uint8))
+    return tmp_path / "imgs"
+
+
+def test_folder_labels_come_from_sub_folders(labelled_folder):
+    images, labels = read_folder(labelled_folder)
+    assert images.shape == (10, 16, 16, 1) and images.dtype == np.uint8
+    assert sorted(labels.tolist()) == [0] * 5 + [1] * 5
+    assert set(images[labels == 0, 0, 0, 0]) == {10, 11, 12, 13, 14}
+    assert set(images[labels == 1, 0, 0, 0]) == {200, 201, 202, 203, 204}
+
+
+def test_folder_resize_and_colour(tmp_path):
+    _save(tmp_path / "a.png", np.zeros((20, 30), np.uint8))
+    _save(tmp_path / "b.jpg", np.full((40, 10, 3), (255, 0, 0), np.uint8))
+    images, labels = read_folder(tmp_path, image_size=32)
+    assert images.shape == (2, 32, 32, 3)  # one colour file makes the set colour
+    assert labels.tolist() == [0, 0]
+    red = images[1].reshape(-1, 3).mean(0)
+    assert red[0] > 200 and red[1] < 40 and red[2] < 40
+    grey, _ = read_folder(tmp_path, image_size=8, image_mode="grey")
+    assert grey.shape == (2, 8, 8, 1)
+
+
+def test_folder_errors_name_the_file(tmp_path):
+    with pytest.raises(DataError, match="no such folder"):
+        read_folder(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="holds no PNG or JPEG"):
+        read_folder(tmp_path / "empty")
+    _save(tmp_path / "mixed" / "a.png", np.zeros((8, 8), np.uint8))
+    _save(tmp_path / "mixed" / "b.png", np.zeros((9, 8), np.uint8))
+    with pytest.raises(DataError, match=r"b\.png is 8x9 but .*a\.png is 8x8; pass --image-size"):
+        read_folder(tmp_path / "mixed")
+    bad = tmp_path / "broken"
+    _save(bad / "a.png", np.zeros((8, 8), np.uint8))
+    (bad / "c.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(DataError, match=r"c\.png: cannot read the image"):
+        read_folder(bad)
+
+
+def test_npy_uint8_and_float(tmp_path):
+    data = np.random.default_rng(0).integers(0, 256, (50, 12, 12), dtype=np.uint8)
+    np.save(tmp_path / "u8.npy", data)
+    images, labels = read_npy(tmp_path / "u8.npy")
+    assert isinstance(images, np.memmap) and images.shape == (50, 12, 12, 1)
+    assert np.array_equal(images[..., 0], data) and labels.shape == (50,)
+    np.save(tmp_path / "f.npy", data.astype(np.float64)[..., None].repeat(3, -1) / 255)
+    floats, _ = read_npy(tmp_path / "f.npy")
+    assert floats.dtype == np.float32 and floats.shape == (50, 12, 12, 3)
+
+
+@pytest.mark.parametrize(
+    ("array", "fragment"),
+    [
+        (np.zeros((4, 8)), "expected shape"),
+        (np.zeros((4, 8, 8, 2)), "expected shape"),
+        (np.full((4, 8, 8), 1.5), r"must lie in \[0, 1\]; found \[1.5, 1.5\]"),
+        (np.full((4, 8, 8), np.nan), "must lie in"),
+        (np.zeros((4, 8, 8), np.int32), "dtype int32"),
+    ],
+)
+def test_npy_errors(tmp_path, array, fragment):
+    np.save(tmp_path / "x.npy", array)
+    with pytest.raises(DataError, match=fragment):
+        read_npy(tmp_path / "x.npy")
+
+
+def test_npy_missing_or_not_npy(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        read_npy(tmp_path / "none.npy")
+    (tmp_path / "junk.npy").write_bytes(b"junk")
+    with pytest.raises(DataError, match=r"not a readable \.npy"):
+        read_npy(tmp_path / "junk.npy")
+
+
+def test_splits_are_disjoint_fixed_and_cover_everything():
+    train, test = split_rows(100, 0.1, "train", True), split_rows(100, 0.1, "test", True)
+    assert len(test) == 10 and len(train) == 90
+    assert sorted(np.concatenate([train, test]).tolist()) == list(range(100))
+    assert np.array_equal(test, split_rows(100, 0.1, "test", True))
+    assert split_rows(100, 0.1, "test", False) == slice(90, 100)
+
+
+def test_memory_mapped_split_stays_a_view(tmp_path):
+    np.save(tmp_path / "a.npy", np.arange(20 * 4, dtype=np.uint8).reshape(20, 2, 2))
+    images, _ = load_user_data(f"npy:{tmp_path / 'a.npy'}", "test", None, "auto", 0.1)
+    assert isinstance(images, np.memmap) and images.shape == (2, 2, 2, 1)
+    assert images[0, 0, 0, 0] == 72
+    with pytest.raises(DataError, match="unknown data source"):
+        load_user_data("zip:x", "train", None, "auto", 0.1)
