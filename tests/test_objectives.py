@@ -9,7 +9,16 @@ import torch
 
 from vaekit.bench.seed_reference import loss_function as seed_loss_function
 from vaekit.models.base import VAE
-from vaekit.objectives import bernoulli_nll, gaussian_kl, gaussian_kl_per_dim, negative_elbo
+from vaekit.objectives import (
+    bernoulli_nll,
+    gaussian_kl,
+    gaussian_kl_per_dim,
+    gaussian_log_prob,
+    importance_weighted_log_likelihood,
+    log_importance_weights,
+    negative_elbo,
+    standard_normal_log_prob,
+)
 
 
 def _batch(seed: int = 0, batch: int = 16, latent: int = 2):
@@ -84,3 +93,55 @@ def test_gradients_flow_through_reparameterization():
     eps = (z.detach() - mu.detach()) / torch.exp(0.5 * logvar.detach())
     torch.testing.assert_close(mu.grad, torch.ones_like(mu))
     torch.testing.assert_close(logvar.grad, 0.5 * eps * torch.exp(0.5 * logvar.detach()))
+
+
+# --------------------------------------------------------------- densities and the IWAE estimate
+
+
+def test_gaussian_log_prob_matches_torch_distributions():
+    g = torch.Generator().manual_seed(4)
+    x, mean, logvar = (torch.randn(6, 3, generator=g, dtype=torch.float64) for _ in range(3))
+    expected = torch.distributions.Normal(mean, torch.exp(0.5 * logvar)).log_prob(x).sum(1)
+    torch.testing.assert_close(gaussian_log_prob(x, mean, logvar), expected)
+    images = torch.randn(2, 1, 4, 4, dtype=torch.float64, generator=g)
+    per_image = gaussian_log_prob(images, torch.zeros(()), torch.zeros(()), event_dims=3)
+    torch.testing.assert_close(per_image, standard_normal_log_prob(images.flatten(1)))
+
+
+def test_standard_normal_log_prob_is_the_prior():
+    z = torch.randn(5, 4, dtype=torch.float64)
+    expected = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(1)
+    torch.testing.assert_close(standard_normal_log_prob(z), expected)
+
+
+def test_importance_weighted_estimate_is_log_mean_exp():
+    log_w = torch.tensor([[-1.0, -2.0, -0.5], [3.0, 3.0, 3.0]], dtype=torch.float64)
+    expected = torch.log(torch.exp(log_w).mean(1))
+    torch.testing.assert_close(importance_weighted_log_likelihood(log_w), expected)
+    # k = 1: the single weight, which is the one-sample ELBO
+    torch.testing.assert_close(importance_weighted_log_likelihood(log_w[:, :1]), log_w[:, 0])
+
+
+def test_importance_weighted_estimate_is_stable_for_huge_weights():
+    """Log weights of images sit near -100 to -1000 nats: exp underflows, logsumexp does not."""
+    log_w = torch.tensor([[-1000.0, -1001.0], [800.0, 799.0]], dtype=torch.float64)
+    got = importance_weighted_log_likelihood(log_w)
+    expected = log_w[:, 0] + math.log((1 + math.exp(-1.0)) / 2)
+    torch.testing.assert_close(got, expected)
+
+
+def test_log_importance_weights_are_joint_minus_proposal():
+    a, b, c = torch.tensor([-5.0]), torch.tensor([-2.0]), torch.tensor([-1.5])
+    assert log_importance_weights(a, b, c).item() == pytest.approx(-5.5)
+
+
+def test_bernoulli_nll_broadcasts_one_image_against_k_samples():
+    """(B, k, C, H, W) logits against (B, 1, C, H, W) images: each sample scored on its image."""
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(3, 4, 1, 5, 5, generator=g, dtype=torch.float64)
+    x = torch.rand(3, 1, 1, 5, 5, generator=g, dtype=torch.float64)
+    got = bernoulli_nll(logits, x, event_dims=3)
+    assert got.shape == (3, 4)
+    for b in range(3):
+        for i in range(4):
+            torch.testing.assert_close(got[b, i], bernoulli_nll(logits[b, i : i + 1], x[b])[0])

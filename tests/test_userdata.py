@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vaekit.data.userdata import load_user_data, read_folder, read_npy, split_rows
 from vaekit.errors import DataError
-from vaekit.userdata import load_user_data, read_folder, read_npy, split_rows
 
 
 def _save(path, array):
@@ -111,3 +111,83 @@ def test_memory_mapped_split_stays_a_view(tmp_path):
     assert images[0, 0, 0, 0] == 72
     with pytest.raises(DataError, match="unknown data source"):
         load_user_data("zip:x", "train", None, "auto", 0.1)
+
+
+def test_memory_mapped_batches_equal_in_memory_batches(tmp_path):
+    """The same batching code on a memory-mapped array gives the in-memory batches."""
+    import torch
+
+    from vaekit.data import epoch_order, iterate_batches, load_split, to_unit
+
+    data = np.random.default_rng(1).integers(0, 256, (300, 10, 10, 3), dtype=np.uint8)
+    np.save(tmp_path / "d.npy", data)
+    mapped = load_split(f"npy:{tmp_path / 'd.npy'}", "train", test_fraction=0.1)
+    in_memory = torch.from_numpy(data[:270].copy()).permute(0, 3, 1, 2).contiguous()
+    assert mapped.images.shape == in_memory.shape == (270, 3, 10, 10)
+    order = epoch_order(270, seed=3, epoch=1)
+    pairs = zip(
+        iterate_batches(mapped.images, 64, order),
+        iterate_batches(in_memory, 64, order),
+        strict=True,
+    )
+    for a, b in pairs:
+        assert torch.equal(to_unit(a), to_unit(b))
+
+
+def _cli_train(*args):
+    from vaekit.cli import main
+
+    base = ["train", "--epochs", "1", "--batch-size", "16", "--no-plots", "--no-progress"]
+    return main([*base, *args])
+
+
+def test_train_on_a_folder_of_colour_pngs(tmp_path, capsys):
+    from vaekit import checkpoint
+
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        cls = "red" if i % 2 else "blue"
+        pixels = rng.integers(0, 80, (24, 20, 3), dtype=np.uint8)
+        pixels[..., 0 if cls == "red" else 2] += 150
+        _save(tmp_path / "imgs" / cls / f"{i}.png", pixels)
+    out = tmp_path / "run"
+    code = _cli_train(
+        "--data",
+        f"folder:{tmp_path / 'imgs'}",
+        "--image-size",
+        "32",
+        "--model",
+        "conv",
+        "--latent-dim",
+        "4",
+        "--out",
+        str(out),
+    )
+    assert code == 0, capsys.readouterr().err
+    assert checkpoint.load(out).image_shape == (3, 32, 32)
+    samples = np.asarray(Image.open(out / "samples.png"))
+    assert samples.shape == (2 * (8 * 34 + 2), 2 * (8 * 34 + 2), 3)
+
+
+def test_train_on_an_npy_array(tmp_path, capsys):
+    from vaekit import checkpoint
+
+    data = np.random.default_rng(0).random((64, 28, 28)).astype(np.float32)
+    np.save(tmp_path / "x.npy", data)
+    out = tmp_path / "run"
+    assert _cli_train("--data", f"npy:{tmp_path / 'x.npy'}", "--out", str(out)) == 0
+    record = (out / "metrics.jsonl").read_text()
+    assert '"train_loss"' in record and checkpoint.load(out).image_shape == (1, 28, 28)
+
+
+def test_bad_folders_fail_in_one_line_naming_the_file(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert _cli_train("--data", f"folder:{tmp_path / 'empty'}") == 1
+    assert "holds no PNG or JPEG" in capsys.readouterr().err
+    _save(tmp_path / "mixed" / "a.png", np.zeros((8, 8), np.uint8))
+    _save(tmp_path / "mixed" / "b.png", np.zeros((12, 8), np.uint8))
+    assert _cli_train("--data", f"folder:{tmp_path / 'mixed'}") == 1
+    err = capsys.readouterr().err
+    assert "b.png is 8x12" in err and "--image-size" in err and len(err.strip().splitlines()) == 1
+    assert _cli_train("--data", "zip:foo") == 2
+    assert "unknown dataset 'zip:foo'" in capsys.readouterr().err

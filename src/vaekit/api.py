@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import torch
 from vaekit import checkpoint, fid
 from vaekit import evaluate as evaluation
 from vaekit.config import EvalConfig, RunConfig
-from vaekit.data import Split, load_split
+from vaekit.data import Split, load_data
 from vaekit.errors import ConfigError
 from vaekit.models import VAE, build_model
 from vaekit.runtime import resolve_device
@@ -58,11 +59,15 @@ def decode(model: VAE, z: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(model.decode(z.to(next(model.parameters()).device)))
 
 
+def _split(model: VAE, split: str, data_dir: str | Path | None, binarize: str) -> Split:
+    """A whole split of the model's data under a protocol (the run's training limit is
+    not applied: evaluation has its own), on the model's device."""
+    data = dataclasses.replace(model.run_config.data, binarize=binarize, limit=None)
+    return load_data(data, split, data_dir).to(next(model.parameters()).device)
+
+
 def _test_split(model: VAE, data_dir: str | Path | None, binarize: str) -> Split:
-    data = model.run_config.data
-    device = next(model.parameters()).device
-    test = load_split(data.dataset, "test", data_dir or data.data_dir, data.download, binarize)
-    return test.to(device)
+    return _split(model, "test", data_dir, binarize)
 
 
 def _loaded(model: VAE | str | Path, device: str) -> tuple[VAE, str | None]:
@@ -93,16 +98,20 @@ def evaluate_model(
     binarize = run.data.binarize if config.binarize == "run" else config.binarize
     test = _test_split(model, data_dir, binarize).subset(config.limit)
     classifier = None
-    if config.fid:
-        data = run.data
+    if config.fid and run.data.dataset not in fid.FID_NAMES:
+        log(f"No FID for {run.data.dataset}: its classifier exists for {', '.join(fid.FID_NAMES)}")
+    elif config.fid:
         classifier = fid.load_or_train(
-            data.dataset,
-            lambda split: load_split(data.dataset, split, data_dir or data.data_dir, data.download),
+            run.data.dataset,
+            lambda split: _split(model, split, data_dir, "none"),
             next(model.parameters()).device,
             progress=progress,
             log=log,
         )
-    result = evaluation.evaluate(model, test, config, binarize, classifier, progress)
+    grey = test if binarize != "static" else _test_split(model, data_dir, "none")
+    result = evaluation.evaluate(
+        model, test, config, binarize, classifier, progress, grey.subset(config.limit).images
+    )
     header = {"checkpoint": source, "dataset": run.data.dataset, "split": "test"}
     return header | result | {"torch": torch.__version__}
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from vaekit import api, checkpoint, pictures, report
+from vaekit.bench import suite as bench_suite
 from vaekit.config import (
     EvalConfig,
     RunConfig,
@@ -19,7 +21,8 @@ from vaekit.config import (
     config_fields,
     flag_name,
 )
-from vaekit.data import load_split, to_unit
+from vaekit.data import load_data, to_unit
+from vaekit.distributed import world_from_env
 from vaekit.errors import ConfigError, VaekitError
 from vaekit.models import MODELS
 
@@ -44,7 +47,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             kwargs["metavar"] = f.name.upper()
             if f.metadata.get("choices"):
                 kwargs["choices"] = f.metadata["choices"]
-        group.add_argument(flag_name(f), help=f.metadata["help"] + default, **kwargs)
+        flags = [flag_name(f), *f.metadata.get("aliases", ())]
+        group.add_argument(*flags, help=f.metadata["help"] + default, **kwargs)
 
 
 def _overrides(args: argparse.Namespace) -> dict[tuple[str, str], Any]:
@@ -71,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="data-parallel processes on this machine (launches torchrun; see README)",
+    )
     _add_config_flags(train)
 
     sample = sub.add_parser("sample", help="decode draws from the prior into a PNG grid")
@@ -103,12 +114,50 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--data-dir", help="where the dataset's files are")
     plot.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
 
+    explore = sub.add_parser(
+        "explore", help="write a web page that decodes the latent space live in the browser"
+    )
+    explore.add_argument("checkpoint", type=Path, help="run folder or checkpoint file")
+    explore.add_argument(
+        "-o", "--output", type=Path, help="folder for the page (default: explorer/ beside it)"
+    )
+    explore.add_argument("--data-dir", help="where the dataset's files are")
+    explore.add_argument(
+        "--points", type=int, default=5000, help="test images on the map (default 5000)"
+    )
+    explore.add_argument("--serve", action="store_true", help="serve the page on localhost")
+    explore.add_argument("--port", type=int, default=8000, help="with --serve; 0: any free port")
+    explore.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+
+    bench = sub.add_parser(
+        "bench", help="time the seed notebook, the matmul floor, vaekit and pythae side by side"
+    )
+    bench.add_argument("--data-dir", help="where MNIST's files are")
+    bench.add_argument("--epochs", type=int, help="epochs per training run (default 10)")
+    bench.add_argument("--repetitions", type=int, help="runs per measurement (default 3)")
+    bench.add_argument("--parts", help="comma-separated subset of: " + ",".join(bench_suite.PARTS))
+    bench.add_argument("--precisions", help="comma-separated (default fp32,bf16,fp16)")
+    bench.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    bench.add_argument("--threads", type=int, help="torch threads in every measured process")
+    bench.add_argument("--limit", type=int, help="train on the first N images (default all)")
+    bench.add_argument("--pythae-python", help="interpreter of pythae's own virtual environment")
+    bench.add_argument("--eval-k", type=int, help="importance samples per image (default 5000)")
+    bench.add_argument("--eval-images", type=int, help="test images timed (default 500)")
+    bench.add_argument("--scaling-epochs", type=int, help="epochs per scaling run (default 3)")
+    bench.add_argument("--work-dir", help="keep the measured run folders here")
+    bench.add_argument("--quick", action="store_true", help="a small run, well under a minute")
+    bench.add_argument("--json", type=Path, default=Path("bench.json"), help="JSON report")
+    bench.add_argument("--markdown", type=Path, default=Path("bench.md"), help="Markdown report")
+
     sub.add_parser("models", help="list the registered model architectures")
     return parser
 
 
-def cmd_train(args: argparse.Namespace) -> None:
+def cmd_train(args: argparse.Namespace) -> int:
     overrides = _overrides(args)
+    world = world_from_env()
+    if args.nproc > 1 and not world.distributed:
+        return launch_torchrun(args)
     if args.resume:
         if args.config or args.out:
             raise ConfigError(
@@ -124,10 +173,32 @@ def cmd_train(args: argparse.Namespace) -> None:
     else:
         config = RunConfig.load(args.config) if args.config else RunConfig()
         config = apply_overrides(config, overrides)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        out = args.out or Path("runs") / f"{config.data.dataset}-{config.model.name}-{stamp}"
+        if world.distributed and not args.out:
+            raise ConfigError("under torchrun, pass --out so that every process uses one folder")
+        out = args.out or default_run_dir(config)
         run_dir = api.train(config, out, progress=not args.no_progress)
-    print(f"Run folder: {run_dir}")
+    if world.is_main:
+        print(f"Run folder: {run_dir}")
+    return 0
+
+
+def default_run_dir(config: RunConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name = config.data.dataset.replace(":", "-").replace("/", "_")
+    return Path("runs") / f"{name}-{config.model.name}-{stamp}"
+
+
+def launch_torchrun(args: argparse.Namespace) -> int:
+    """`vaekit train --nproc N ...` = `torchrun --nproc-per-node N -m vaekit train ...`."""
+    argv = list(args.argv)
+    at = next(i for i, a in enumerate(argv) if a == "--nproc" or a.startswith("--nproc="))
+    del argv[at : at + (1 if "=" in argv[at] else 2)]
+    if not args.out and not args.resume:
+        config = RunConfig.load(args.config) if args.config else RunConfig()
+        argv += ["--out", str(default_run_dir(apply_overrides(config, _overrides(args))))]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc-per-node", str(args.nproc)]
+    return subprocess.call([*command, "-m", "vaekit", *argv])
 
 
 def _positive(n: int, what: str) -> int:
@@ -145,7 +216,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
 def cmd_reconstruct(args: argparse.Namespace) -> None:
     model = api.load(args.checkpoint, args.device)
     data = model.run_config.data
-    test = load_split(data.dataset, "test", args.data_dir or data.data_dir, data.download)
+    test = load_data(dataclasses.replace(data, limit=None), "test", args.data_dir)
     x = to_unit(test.images[: _positive(args.n, "-n")]).to(next(model.parameters()).device)
     print(
         f"Wrote {pictures.save_png(pictures.reconstruction_grid(model, x), args.output, scale=2)}"
@@ -201,6 +272,32 @@ def cmd_plot(args: argparse.Namespace) -> None:
     print(f"Wrote {args.run_dir / report.REPORT_FILE}")
 
 
+def cmd_explore(args: argparse.Namespace) -> None:
+    from vaekit import explore  # http.server and the page's assets: only when asked for
+
+    out = args.output or checkpoint.resolve_path(args.checkpoint).parent / "explorer"
+    page = explore.write_explorer(args.checkpoint, out, args.data_dir, args.points, args.device)
+    print(f"Wrote {page}")
+    if args.serve:
+        explore.serve(out, args.port, announce=lambda line: print(line, flush=True))
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    names = ("data_dir", "epochs", "repetitions", "device", "threads", "limit", "eval_k")
+    names += ("eval_images", "scaling_epochs", "work_dir", "pythae_python")
+    values = {name: getattr(args, name) for name in names}
+    for name in ("parts", "precisions"):
+        if getattr(args, name):
+            values[name] = tuple(getattr(args, name).split(","))
+    if args.quick:
+        options = bench_suite.BenchOptions.quick_options(**values)
+    else:
+        options = bench_suite.BenchOptions(**{k: v for k, v in values.items() if v is not None})
+    result = bench_suite.run(options)
+    for path in bench_suite.write(result, args.json, args.markdown):
+        print(f"Wrote {path}")
+
+
 def cmd_models(args: argparse.Namespace) -> None:
     for name, cls in sorted(MODELS.items()):
         print(f"{name:8s} {(cls.__doc__ or '').strip().splitlines()[0]}")
@@ -212,6 +309,8 @@ COMMANDS = {
     "reconstruct": cmd_reconstruct,
     "evaluate": cmd_evaluate,
     "plot": cmd_plot,
+    "explore": cmd_explore,
+    "bench": cmd_bench,
     "models": cmd_models,
 }
 
@@ -221,11 +320,13 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in argv
     try:
         args = build_parser().parse_args(argv)
-        COMMANDS[args.command](args)
+        args.argv = argv
+        code = COMMANDS[args.command](args)
     except VaekitError as exc:
         if debug:
             raise
-        print(f"vaekit: error: {exc}", file=sys.stderr)
+        if world_from_env().is_main:  # under torchrun, one line from rank 0, not one per rank
+            print(f"vaekit: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:  # e.g. an unwritable --out folder: the OS's reason, one line
         if debug:
@@ -236,4 +337,4 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vaekit: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code or 0

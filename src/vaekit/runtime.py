@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
+import os
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -17,11 +20,13 @@ _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 def resolve_device(name: str = "auto") -> torch.device:
     """`auto` picks CUDA when present; asking for CUDA without one is a config error."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda was asked for, but no CUDA device is available")
     if name not in ("cpu", "cuda"):
         raise ConfigError(f"device must be auto, cpu or cuda; got {name!r}")
+    if name == "cuda":  # under torchrun, each process drives the GPU of its local rank
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return torch.device(name)
 
 
@@ -72,3 +77,58 @@ def inference(model: torch.nn.Module) -> Iterator[None]:
             yield
     finally:
         model.train(was_training)
+
+
+@contextlib.contextmanager
+def flush_denormals(device: torch.device) -> Iterator[None]:
+    """Flush denormal floats to zero (FTZ/DAZ) on every CPU thread torch computes on.
+
+    Training drives some values through the denormal range (below 1.2e-38): Adam's first
+    moment of a weight whose gradient is zero decays by 0.9 per step towards it, and x86
+    cores take a microcode assist, ~100x slower, on every such operand. Flushing them to
+    zero changes nothing above 1e-38 and measured ~15 % per epoch of the seed model
+    (BENCHMARKS.md). The flag lives in each thread's MXCSR register, so it is set on
+    torch's OpenMP workers too, and cleared on all of them on exit.
+    """
+    if device.type != "cpu":
+        yield
+        return
+    _on_every_cpu_thread(lambda: torch.set_flush_denormal(True))
+    try:
+        yield
+    finally:
+        _on_every_cpu_thread(lambda: torch.set_flush_denormal(False))
+
+
+def _on_every_cpu_thread(fn: Callable[[], object]) -> None:
+    """Call `fn` on the calling thread and, with GNU OpenMP, once on each of its workers.
+
+    The workers exist only after torch's first parallel operation, and inherit the
+    calling thread's flags when created; those created earlier are reached through a
+    parallel region of libgomp (the OpenMP runtime of torch's Linux wheels). Elsewhere
+    only the calling thread is set, which costs speed, not correctness.
+    """
+    fn()
+    library = _libgomp()
+    if library is None or torch.get_num_threads() < 2:
+        return
+    callback = _GOMP_TASK(lambda _: fn())
+    library.GOMP_parallel(callback, None, torch.get_num_threads(), 0)
+
+
+_GOMP_TASK = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+
+
+@functools.cache
+def _libgomp() -> ctypes.CDLL | None:
+    try:
+        with open("/proc/self/maps") as maps:
+            path = next((line.split()[-1] for line in maps if "/libgomp" in line), None)
+        if path is None:
+            return None
+        library = ctypes.CDLL(path)
+        library.GOMP_parallel.argtypes = [_GOMP_TASK, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
+        library.GOMP_parallel.restype = None
+        return library
+    except (OSError, AttributeError):
+        return None

@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from vaekit import checkpoint, pictures
+from vaekit import checkpoint, distributed, pictures
 from vaekit.config import RunConfig
-from vaekit.data import Split, epoch_order, iterate_batches, load_split, model_input, to_unit
+from vaekit.data import Split, epoch_order, iterate_batches, load_data, model_input, to_unit
+from vaekit.distributed import World, world_from_env
 from vaekit.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 from vaekit.evaluate import elbo_sums
 from vaekit.interrupts import stop_on_signals
@@ -31,6 +33,7 @@ from vaekit.models import VAE, build_model
 from vaekit.objectives import negative_elbo
 from vaekit.runtime import (
     autocast,
+    flush_denormals,
     needs_grad_scaler,
     resolve_device,
     rng_state,
@@ -72,6 +75,8 @@ class State:
     sums: dict[str, torch.Tensor] = field(default_factory=dict)
     bad_in_a_row: torch.Tensor | None = None
     worst_in_a_row: torch.Tensor | None = None
+    world: World = field(default_factory=World)
+    net: torch.nn.Module | None = None  # the model as called in training (DDP-wrapped if so)
 
     def reset_sums(self, values: dict[str, float] | None = None) -> None:
         values = values or {}
@@ -87,7 +92,10 @@ def make_optimizer(model: VAE, config: RunConfig) -> torch.optim.Optimizer:
 
 
 def build_state(
-    config: RunConfig, image_shape: tuple[int, int, int], resume_from: Any = None
+    config: RunConfig,
+    image_shape: tuple[int, int, int],
+    resume_from: Any = None,
+    world: World | None = None,
 ) -> State:
     """Seed, build model and optimiser, and restore them from a checkpoint when given."""
     device = resolve_device(config.train.device)
@@ -97,7 +105,7 @@ def build_state(
     scaler = None
     if needs_grad_scaler(device, config.train.precision):
         scaler = torch.amp.GradScaler(device.type)
-    state = State(config, device, model, optimizer, scaler)
+    state = State(config, device, model, optimizer, scaler, world=world or World())
     state.reset_sums()
     # Runs of bad steps may span epochs, so these are not reset with the sums.
     state.bad_in_a_row = torch.zeros((), device=device)
@@ -108,7 +116,12 @@ def build_state(
         set_rng_state(resume_from.rng_state, device)
         progress = resume_from.progress
         state.epoch, state.batch = int(progress["epoch"]), int(progress.get("batch", 0))
-        state.reset_sums(progress.get("sums"))
+        if state.world.is_main:  # saved sums are global: one rank carries them
+            state.reset_sums(progress.get("sums"))
+    state.net = model
+    if state.world.distributed:
+        ids = [device.index] if device.type == "cuda" else None
+        state.net = DistributedDataParallel(model, device_ids=ids)
     return state
 
 
@@ -118,24 +131,26 @@ def grad_norm(parameters: list[torch.Tensor]) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
-def train_step(state: State, x: torch.Tensor) -> torch.Tensor:
+def train_step(state: State, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
     """One optimiser step on a float batch, skipped when the loss or a gradient is not finite.
 
     Adds the batch's summed terms to `state.sums` on the device; returns the batch loss.
     """
     cfg = state.config.train
     with autocast(state.device, cfg.precision):
-        out = state.model(x)
+        out = state.net(x, noise=noise)
     terms = negative_elbo(x, out.logits, out.mu, out.logvar)
     # Summed, not averaged, over the batch: the seed's loss, so Adam sees the same scale.
     loss = terms["loss"].sum()
     state.optimizer.zero_grad(set_to_none=True)
     parameters = list(state.model.parameters())
     if state.scaler is not None:
-        state.scaler.scale(loss).backward()
+        state.scaler.scale(loss * state.world.size).backward()
         state.scaler.unscale_(state.optimizer)  # so clipping sees the true norm
     else:
-        loss.backward()
+        # DDP averages gradients over ranks; scaling by the world size makes the
+        # result the gradient of the global batch's summed loss, as with one process.
+        (loss * state.world.size if state.world.distributed else loss).backward()
     if cfg.max_grad_norm:
         norm = torch.nn.utils.clip_grad_norm_(parameters, cfg.max_grad_norm)
     else:
@@ -183,16 +198,21 @@ def train_epoch(state: State, train: Split, run_dir: Path, stop: Any, progress: 
         initial=state.batch,
         desc=f"epoch {state.epoch + 1}",
         leave=False,
-        disable=None if progress else True,
+        disable=None if progress and state.world.is_main else True,
     )
+    world = state.world
     for images in bar:
-        loss = train_step(state, model_input(images, state.config.data.binarize))
+        # Inputs and noise for the global batch, identical on every rank; each rank
+        # then trains on its slice (see vaekit.distributed).
+        x = model_input(images, state.config.data.binarize)
+        noise = state.model.noise(x.shape[0])
+        loss = train_step(state, world.shard(x), world.shard(noise))
         state.batch += 1
         if state.batch % DIVERGENCE_CHECK_EVERY == 0:
             check_divergence(state, run_dir)
             if not bar.disable:
                 bar.set_postfix(loss=f"{loss.item() / images.shape[0]:.2f}")
-        if stop:
+        if world.any(bool(stop), state.device):
             bar.close()
             return False
     check_divergence(state, run_dir)
@@ -200,7 +220,8 @@ def train_epoch(state: State, train: Split, run_dir: Path, stop: Any, progress: 
 
 
 def finish_epoch(state: State) -> dict[str, float]:
-    """Per-example averages of the epoch's terms; resets the running sums."""
+    """Per-example averages of the epoch's terms over all ranks; resets the running sums."""
+    state.world.all_sum(list(state.sums.values()))
     examples = state.sums["examples"].item()
     stats = {key: state.sums[key].item() / max(examples, 1) for key in TERMS}
     stats["skipped"] = int(state.sums["skipped"].item())
@@ -211,6 +232,10 @@ def finish_epoch(state: State) -> dict[str, float]:
 
 def save_checkpoint(state: State, run_dir: Path, image_shape: tuple[int, int, int]) -> Path:
     progress: dict[str, Any] = {"epoch": state.epoch, "batch": state.batch}
+    if state.batch:
+        state.world.all_sum(list(state.sums.values()))  # a collective: every rank calls it
+    if not state.world.is_main:
+        return run_dir / checkpoint.FILENAME
     if state.batch:  # mid-epoch: keep the running sums so the epoch's loss comes out the same
         progress["sums"] = {key: value.item() for key, value in state.sums.items()}
     ckpt = checkpoint.Checkpoint(
@@ -233,9 +258,9 @@ def resume_config(
     ckpt = checkpoint.load(run_dir)
     raw = ckpt.config.to_dict()
     for name, value in overrides.items():
-        if name not in RESUMABLE_OVERRIDES:
-            raise ConfigError(f"--{name.replace('_', '-')} cannot change when resuming a run")
         section = next(s for s in raw if name in raw[s])
+        if name not in RESUMABLE_OVERRIDES and raw[section][name] != value:
+            raise ConfigError(f"--{name.replace('_', '-')} cannot change when resuming a run")
         raw[section][name] = value
     return RunConfig.from_dict(raw), ckpt
 
@@ -258,17 +283,36 @@ def fit(
             f"{run_dir} already holds a run; pass --resume {run_dir} or another --out"
         )
     config.validate()
-    data = config.data
+    world = world_from_env()
     device = resolve_device(config.train.device)
-    train, test = (
-        load_split(data.dataset, split, data.data_dir, data.download, data.binarize)
-        .subset(data.limit)
-        .to(device)
-        for split in ("train", "test")
-    )
+    distributed.start(world, device)
+    try:
+        log = log if world.is_main else _silent
+        with flush_denormals(device):
+            return _fit(config, run_dir, ckpt, world, device, log, progress)
+    finally:
+        distributed.stop(world)
+
+
+def _silent(_: str) -> None:
+    """The log of ranks other than 0: only rank 0 speaks."""
+
+
+def _fit(
+    config: RunConfig,
+    run_dir: Path,
+    ckpt: checkpoint.Checkpoint | None,
+    world: World,
+    device: torch.device,
+    log: Callable[[str], None],
+    progress: bool,
+) -> Path:
+    data = config.data
+    train, test = (load_data(data, split).to(device) for split in ("train", "test"))
     run_dir.mkdir(parents=True, exist_ok=True)
-    config.save(run_dir / "config.json")
-    state = build_state(config, train.image_shape, ckpt)
+    if world.is_main:
+        config.save(run_dir / "config.json")
+    state = build_state(config, train.image_shape, ckpt, world)
     cfg = config.train
     with stop_on_signals() as stop:
         while state.epoch < cfg.epochs:
@@ -276,36 +320,33 @@ def fit(
             if not train_epoch(state, train, run_dir, stop, progress):
                 save_checkpoint(state, run_dir, train.image_shape)
                 raise TrainingInterrupted(
-                    f"stopped by {signal.Signals(stop.signum).name} in epoch {state.epoch + 1} "
-                    f"after batch {state.batch}; checkpoint saved. "
+                    f"stopped by {signal.Signals(stop.signum or signal.SIGTERM).name} in epoch "
+                    f"{state.epoch + 1} after batch {state.batch}; checkpoint saved. "
                     f"Continue with: vaekit train --resume {run_dir}",
-                    stop.signum,
+                    stop.signum or signal.SIGTERM,
                 )
             seconds = time.perf_counter() - started
             train_stats = finish_epoch(state)
-            test_sums = elbo_sums(
-                state.model,
-                test.images,
-                cfg.eval_batch_size,
-                cfg.seed,
-                cfg.precision,
-                binarize=data.binarize,
-            )
-            test_stats = {key: value.item() / len(test) for key, value in test_sums.items()}
-            record = {"epoch": state.epoch, "seconds": round(seconds, 3)}
-            record |= {f"train_{k}": v for k, v in train_stats.items()}
-            record |= {f"test_{k}": v for k, v in test_stats.items()}
-            with open(run_dir / "metrics.jsonl", "a") as handle:
-                handle.write(json.dumps(record) + "\n")
             save_checkpoint(state, run_dir, train.image_shape)
-            train_loss, test_loss = train_stats["loss"], test_stats["loss"]
-            log(f"Epoch {state.epoch}, Loss: {train_loss:.4f}, Test loss: {test_loss:.4f}")
-            if stop and state.epoch < cfg.epochs:
+            if world.is_main:  # rank 0 alone measures the test set and writes the run folder
+                test_stats = _test_metrics(state, test)
+                record = {"epoch": state.epoch, "seconds": round(seconds, 3)}
+                record |= {f"train_{k}": v for k, v in train_stats.items()}
+                record |= {f"test_{k}": v for k, v in test_stats.items()}
+                with open(run_dir / "metrics.jsonl", "a") as handle:
+                    handle.write(json.dumps(record) + "\n")
+                train_loss, test_loss = train_stats["loss"], test_stats["loss"]
+                log(f"Epoch {state.epoch}, Loss: {train_loss:.4f}, Test loss: {test_loss:.4f}")
+            if world.any(bool(stop), device) and state.epoch < cfg.epochs:
                 raise TrainingInterrupted(
-                    f"stopped by {signal.Signals(stop.signum).name} after epoch {state.epoch}; "
-                    f"checkpoint saved. Continue with: vaekit train --resume {run_dir}",
-                    stop.signum,
+                    f"stopped by {signal.Signals(stop.signum or signal.SIGTERM).name} after "
+                    f"epoch {state.epoch}; checkpoint saved. "
+                    f"Continue with: vaekit train --resume {run_dir}",
+                    stop.signum or signal.SIGTERM,
                 )
+    world.barrier()
+    if not world.is_main:
+        return run_dir
     if cfg.pictures:
         write_pictures(state.model, test, run_dir, cfg.seed)
     if cfg.plots:
@@ -313,6 +354,20 @@ def fit(
 
         plots.plot_run(state.model, test, run_dir, cfg.seed, data.binarize, data.dataset)
     return run_dir
+
+
+def _test_metrics(state: State, test: Split) -> dict[str, float]:
+    """The per-epoch test-set terms, with the run's precision and binarisation."""
+    cfg, data = state.config.train, state.config.data
+    sums = elbo_sums(
+        state.model,
+        test.images,
+        cfg.eval_batch_size,
+        cfg.seed,
+        cfg.precision,
+        binarize=data.binarize,
+    )
+    return {key: value.item() / len(test) for key, value in sums.items()}
 
 
 def write_pictures(model: VAE, test: Split, run_dir: Path, seed: int) -> None:

@@ -86,20 +86,30 @@ def loss_function(recon_x, x, mu, logvar):
     return BCE + KLD
 
 
-def seed_dataset(data_dir: str | None = None, split: str = "train") -> SeedMNIST:
+def seed_dataset(
+    data_dir: str | None = None, split: str = "train", limit: int | None = None
+) -> SeedMNIST:
+    """The split as the notebook's dataset; `limit` keeps the first N items (quick benchmarks)."""
     spec = DATASETS["mnist"]
     files = find_files(spec, data_dir)
     if files is None:
         raise SystemExit(f"MNIST not found under {data_dir}")
     image_spec, label_spec = spec.splits[split]
-    return SeedMNIST(read_idx(files[image_spec.name]), read_idx(files[label_spec.name]))
+    images, labels = read_idx(files[image_spec.name]), read_idx(files[label_spec.name])
+    return SeedMNIST(images[:limit], labels[:limit])
 
 
-def run(data_dir: str | None, n_epochs: int = epochs, seed: int | None = None, log=print):
+def run(
+    data_dir: str | None,
+    n_epochs: int = epochs,
+    seed: int | None = None,
+    log=print,
+    limit: int | None = None,
+):
     """The notebook's training cell; returns (per-sample losses, seconds per epoch)."""
     if seed is not None:
         torch.manual_seed(seed)
-    train_dataset = seed_dataset(data_dir)
+    train_dataset = seed_dataset(data_dir, limit=limit)
     train_loader = DataLoader(train_dataset, batch_size=batch_size, shuffle=True)
     model = VAE()
     optimizer = optim.Adam(model.parameters(), lr=lr)

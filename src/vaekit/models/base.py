@@ -41,15 +41,36 @@ class VAE(nn.Module):
 
     @staticmethod
     def reparameterize(
-        mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
+        mu: torch.Tensor,
+        logvar: torch.Tensor,
+        generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """z = mu + sigma * eps (Kingma & Welling 2014, section 2.4), eps ~ N(0, I)."""
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        return mu + eps * torch.exp(0.5 * logvar)
+        """z = mu + sigma * eps (Kingma & Welling 2014, section 2.4), eps ~ N(0, I).
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> VAEOutput:
+        `noise` supplies eps drawn beforehand (see `noise`); else it is drawn here.
+        """
+        if noise is None:
+            noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + noise * torch.exp(0.5 * logvar)
+
+    def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The eps a forward pass on n examples consumes, leading dimension n.
+
+        Drawing it outside the model lets data-parallel training draw one global
+        batch's noise on every rank and hand each rank its slice.
+        """
+        device = next(self.parameters()).device
+        return torch.randn(n, self.latent_dim, generator=generator, device=device)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
+    ) -> VAEOutput:
         mu, logvar = self.encode(x)
-        z = self.reparameterize(mu, logvar, generator)
+        z = self.reparameterize(mu, logvar, generator, noise)
         return VAEOutput(mu, logvar, z, self.decode(z))
 
     def prior_sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:

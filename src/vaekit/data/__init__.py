@@ -1,0 +1,57 @@
+"""Datasets: IDX files read and verified (idx), found or fetched (sources), the user's
+own images (userdata), held in memory and batched (splits)."""
+
+from vaekit.data.idx import FileSpec, gunzip, parse_idx, read_bytes, read_idx, verify
+from vaekit.data.sources import (
+    DATASETS,
+    DatasetSpec,
+    cache_dir,
+    candidate_dirs,
+    fetch,
+    find_files,
+    missing_message,
+)
+from vaekit.data.splits import (
+    BINARIZE,
+    Split,
+    binarize_images,
+    check_dataset_name,
+    epoch_order,
+    evaluation_images,
+    iterate_batches,
+    load_data,
+    load_split,
+    make_split,
+    model_input,
+    static_binarize,
+    to_unit,
+)
+
+__all__ = [
+    "BINARIZE",
+    "DATASETS",
+    "DatasetSpec",
+    "FileSpec",
+    "Split",
+    "binarize_images",
+    "cache_dir",
+    "candidate_dirs",
+    "check_dataset_name",
+    "epoch_order",
+    "evaluation_images",
+    "fetch",
+    "find_files",
+    "gunzip",
+    "iterate_batches",
+    "load_data",
+    "load_split",
+    "make_split",
+    "missing_message",
+    "model_input",
+    "parse_idx",
+    "read_bytes",
+    "read_idx",
+    "static_binarize",
+    "to_unit",
+    "verify",
+]

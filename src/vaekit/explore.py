@@ -1,0 +1,281 @@
+"""The latent explorer: a static web page that decodes latent points in the browser.
+
+`write_explorer` writes, into one folder,
+    index.html, explorer.js, style.css   the page (package data, copied as they are)
+    data.js                               the decoder's weights and the test set's latent
+                                          means, assigned to `window.VAEKIT_EXPLORER`
+and `serve` serves that folder on localhost. The page needs no server and no network:
+opened from disk (file://), Chromium refuses fetch() of local files but runs a local
+<script src>, so the data travel as a script rather than as .bin/.json files.
+
+The decoder is described as a short list of operations (linear, relu, reshape,
+conv_transpose2d) over named float32 tensors; explorer.js interprets that list,
+then applies the sigmoid that turns the decoder's logits into pixel means.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import http.server
+import json
+import shutil
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from vaekit import api, checkpoint
+from vaekit.data import evaluation_images, to_unit
+from vaekit.errors import ConfigError
+from vaekit.evaluate import posterior_parameters
+from vaekit.models import VAE
+
+ASSETS = ("index.html", "explorer.js", "style.css")
+DATA_FILE = "data.js"
+DEFAULT_POINTS = 5000
+# Label names as plots.CLASS_NAMES has them (not imported: plots pulls in matplotlib).
+CLASS_NAMES = {
+    "mnist": [str(d) for d in range(10)],
+    "fashion-mnist": [
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ],
+}
+
+
+# ------------------------------------------------------------ the decoder as data
+
+
+def _op(name: str, module: nn.Module) -> dict[str, Any]:
+    """One layer as a JSON-ready operation; its tensors are named by state-dict key."""
+    if isinstance(module, nn.Linear):
+        return {"op": "linear", "weight": f"{name}.weight", "bias": f"{name}.bias"}
+    if isinstance(module, nn.ReLU):
+        return {"op": "relu"}
+    if isinstance(module, nn.Unflatten):
+        return {"op": "reshape", "shape": list(module.unflattened_size)}
+    if isinstance(module, nn.ConvTranspose2d):
+        plain = (
+            module.groups == 1
+            and module.dilation == (1, 1)
+            and module.output_padding == (0, 0)
+            and module.padding_mode == "zeros"
+            and module.stride[0] == module.stride[1]
+            and module.padding[0] == module.padding[1]
+            and module.bias is not None
+        )
+        if plain:
+            return {
+                "op": "conv_transpose2d",
+                "weight": f"{name}.weight",  # (in, out, k, k)
+                "bias": f"{name}.bias",
+                "stride": module.stride[0],
+                "padding": module.padding[0],
+            }
+    raise ConfigError(f"the explorer cannot run {module!r} in the browser (layer {name!r})")
+
+
+def _mlp_ops(model: VAE) -> list[dict[str, Any]]:
+    # MLPVAE.decode: relu(fc3(z)) -> fc4 -> view as an image.
+    layers = [("fc3", model.fc3), ("", nn.ReLU()), ("fc4", model.fc4)]
+    return [_op(name, m) for name, m in layers] + [
+        {"op": "reshape", "shape": list(model.image_shape)}
+    ]
+
+
+def _conv_ops(model: VAE) -> list[dict[str, Any]]:
+    return [_op(f"decoder.{name}", m) for name, m in model.decoder.named_children()]
+
+
+# Model name -> its decoder as operations. A new architecture joins the explorer here.
+DECODER_OPS: dict[str, Callable[[VAE], list[dict[str, Any]]]] = {
+    "mlp": _mlp_ops,
+    "conv": _conv_ops,
+}
+
+
+def decoder_ops(model: VAE) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
+    """The decoder as (operations, float32 tensors by name): z (D,) -> logits (C, H, W)."""
+    name = model.run_config.model.name if model.run_config is not None else None
+    if name not in DECODER_OPS:
+        known = ", ".join(sorted(DECODER_OPS))
+        raise ConfigError(f"the explorer runs the decoders of {known}; this model is {name!r}")
+    ops = DECODER_OPS[name](model)
+    state = model.state_dict()
+    tensors = {
+        key: state[key].detach().float().cpu()
+        for op in ops
+        for key in (op.get("weight"), op.get("bias"))
+        if key
+    }
+    return ops, tensors
+
+
+def _b64(array: np.ndarray, dtype: str) -> str:
+    """Little-endian bytes of `array` as `dtype`, base64-encoded (JS reads them as typed arrays)."""
+    return base64.b64encode(np.ascontiguousarray(array, dtype=dtype).tobytes()).decode("ascii")
+
+
+def pack_decoder(model: VAE) -> dict[str, Any]:
+    """Operations, a manifest {name: {offset, shape}} (offsets in floats) and one float32 buffer."""
+    ops, tensors = decoder_ops(model)
+    manifest, chunks, offset = {}, [], 0
+    for key, tensor in tensors.items():
+        manifest[key] = {"offset": offset, "shape": list(tensor.shape)}
+        chunks.append(tensor.numpy().ravel())
+        offset += tensor.numel()
+    return {"ops": ops, "tensors": manifest, "weights": _b64(np.concatenate(chunks), "<f4")}
+
+
+# ------------------------------------------------------------------ the backdrop
+
+
+def scatter_data(
+    model: VAE, images: torch.Tensor, labels: torch.Tensor, points: int, seed: int = 0
+) -> dict[str, Any]:
+    """Posterior means of `points` test images drawn at random, quantised to uint16.
+
+    All D coordinates are kept, so the page can put any two latent dimensions on
+    its axes and set the others with sliders. Each coordinate is stored as
+    round((mu - lo) / (hi - lo) * 65535), an error below 1e-4 of the range.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    chosen = torch.randperm(images.shape[0], generator=generator)[:points]
+    device = next(model.parameters()).device
+    mu, _ = posterior_parameters(model, to_unit(images[chosen]).to(device))
+    mu = mu.double().cpu().numpy()  # (N, D)
+    lo, hi = mu.min(axis=0), mu.max(axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    codes = np.round((mu - lo) / span * 65535)
+    return {
+        "n": int(mu.shape[0]),
+        "lo": lo.tolist(),
+        "hi": (lo + span).tolist(),
+        "coords": _b64(codes, "<u2"),  # (N, D), row-major
+        "labels": _b64(labels[chosen].cpu().numpy(), "u1"),
+        "variance": mu.var(axis=0).tolist(),
+    }
+
+
+def view_ranges(scatter: dict[str, Any] | None, latent_dim: int) -> list[list[float]]:
+    """Per dimension, the interval the map and sliders cover: the data and the prior's
+    +-3 standard deviations, padded by 5 %."""
+    ranges = []
+    for d in range(latent_dim):
+        lo, hi = -3.0, 3.0
+        if scatter is not None:
+            lo, hi = min(lo, scatter["lo"][d]), max(hi, scatter["hi"][d])
+        pad = 0.05 * (hi - lo)
+        ranges.append([lo - pad, hi + pad])
+    return ranges
+
+
+def default_axes(scatter: dict[str, Any] | None, latent_dim: int) -> list[int]:
+    """z[0] and z[1] for a 2-D latent; above that, the two dimensions whose posterior
+    means vary most (as plots.manifold_dims picks them)."""
+    if latent_dim == 1:
+        return [0, 0]
+    if latent_dim == 2 or scatter is None:
+        return [0, 1]
+    order = np.argsort(-np.asarray(scatter["variance"]), kind="stable")
+    return [int(order[0]), int(order[1])]
+
+
+# ------------------------------------------------------------------ the page
+
+
+def _run_summary(source: Path) -> dict[str, Any]:
+    """The last epoch's record from metrics.jsonl beside the checkpoint, when there is one."""
+    metrics = source.parent / "metrics.jsonl"
+    try:
+        lines = [line for line in metrics.read_text().splitlines() if line.strip()]
+        last = json.loads(lines[-1])
+    except (OSError, IndexError, ValueError):
+        return {}
+    return {"epoch": last.get("epoch"), "testLoss": last.get("test_loss")}
+
+
+def write_explorer(
+    source: str | Path,
+    out_dir: str | Path,
+    data_dir: str | Path | None = None,
+    points: int = DEFAULT_POINTS,
+    device: str = "auto",
+) -> Path:
+    """Write the explorer page for a run folder or checkpoint into `out_dir`; returns
+    the path of its index.html. `points` test images (0: none) form the backdrop."""
+    if points < 0:
+        raise ConfigError(f"points must be >= 0; got {points}")
+    ckpt_path = checkpoint.resolve_path(source)
+    model = api.load(ckpt_path, device)
+    run = model.run_config
+    scatter = None
+    if points:  # the test images as `vaekit plot` draws them, binarised as in training
+        test = api._test_split(model, data_dir, run.data.binarize)
+        images = evaluation_images(test.images, run.data.binarize, run.train.seed)
+        scatter = scatter_data(model, images, test.labels, points)
+    named = ckpt_path.parent if ckpt_path.name == checkpoint.FILENAME else ckpt_path
+    data = {
+        "meta": {
+            "source": named.name,
+            "model": run.model.name,
+            "dataset": run.data.dataset,
+            "latentDim": model.latent_dim,
+            "imageShape": list(model.image_shape),
+            "classNames": CLASS_NAMES.get(run.data.dataset, []),
+            "range": view_ranges(scatter, model.latent_dim),
+            "axes": default_axes(scatter, model.latent_dim),
+            **_run_summary(ckpt_path),
+        },
+        "decoder": pack_decoder(model),
+        "scatter": scatter,
+    }
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    assets = resources.files("vaekit") / "explorer"
+    for name in ASSETS:
+        with resources.as_file(assets / name) as asset:
+            shutil.copyfile(asset, out / name)
+    payload = json.dumps(data, separators=(",", ":"))
+    (out / DATA_FILE).write_text(
+        "// Written by `vaekit explore`: the decoder's weights, the test set's latent means.\n"
+        f"window.VAEKIT_EXPLORER = {payload};\n"
+    )
+    return out / "index.html"
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def serve(
+    directory: str | Path,
+    port: int = 8000,
+    host: str = "127.0.0.1",
+    announce: Callable[[str], None] = print,
+) -> None:
+    """Serve `directory` on host:port (0: any free port) until interrupted.
+
+    Bound to the loopback address: the page is for the person at this machine.
+    """
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    with http.server.ThreadingHTTPServer((host, port), handler) as server:
+        announce(f"Serving http://{host}:{server.server_address[1]}/ (Ctrl-C to stop)")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            announce("Stopped")
