@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 import torch
@@ -38,7 +39,7 @@ def _run_args(mnist_dir, out):
         str(mnist_dir),
         "--no-download",
         "--limit",
-        "6000",
+        "12000",
         "--batch-size",
         "32",
         "--epochs",
@@ -58,13 +59,14 @@ def test_signal_mid_epoch_checkpoints_and_resume_matches_uninterrupted(sig, mnis
 
     run = tmp_path / "stopped"
     proc = _cli(_run_args(mnist_dir, run))
-    assert proc.stdout.readline().startswith("Epoch 1, Loss: ")  # now inside epoch 2
+    assert proc.stdout.readline().startswith("Epoch 1, Loss: ")
+    time.sleep(0.2)  # well inside epoch 2 (375 steps), past the end-of-epoch stop check
     proc.send_signal(sig)
     assert proc.wait(timeout=120) == 128 + sig
     err = proc.stderr.read().strip()
     assert len(err.splitlines()) == 1 and f"stopped by {sig.name} in epoch 2" in err
     progress = checkpoint.load(run).progress
-    assert progress["epoch"] == 1 and 0 < progress["batch"] < 188  # mid-epoch
+    assert progress["epoch"] == 1 and 0 < progress["batch"] < 375  # mid-epoch
 
     resumed = subprocess.run(
         [sys.executable, "-m", "vaekit", "train", "--resume", str(run), "--no-progress"],

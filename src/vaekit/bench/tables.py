@@ -208,8 +208,9 @@ def markdown(report: dict[str, Any]) -> str:
     if loads:
         rows = [[name, f"{a:.2f}", f"{b:.2f}"] for name, (a, b) in loads.items()]
         parts += [
-            "1-minute load average before and after each part (2 cores; above ~1, other",
-            "jobs shared the machine and the part's times are inflated):",
+            "1-minute load average before and after each part (2 cores: a measured process",
+            "with 2 threads alone brings it to about 2; well above that, other jobs shared the",
+            "machine and that part's times are inflated):",
             "",
             _table(["part", "before", "after"], rows),
             "",
