@@ -410,24 +410,25 @@ def _base_spec(options: BenchOptions) -> dict[str, Any]:
     }
 
 
-def part_seed(options: BenchOptions, log: Callable[[str], None]) -> dict[str, Any]:
+def _repeated(
+    child: str, label: str, options: BenchOptions, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Run a child pipeline once per repetition (a new seed each) and summarise."""
     reps = []
     for rep in range(options.repetitions):
-        done = run_child("seed", _base_spec(options) | {"seed": options.seed + rep})
+        done = run_child(child, _base_spec(options) | {"seed": options.seed + rep})
         reps.append(done.record | {"peak_rss_mib": done.peak_rss_mib})
     summary = summarize(reps, _examples(options))
-    _log_line(log, "seed notebook", summary)
+    _log_line(log, label, summary)
     return summary
+
+
+def part_seed(options: BenchOptions, log: Callable[[str], None]) -> dict[str, Any]:
+    return _repeated("seed", "seed notebook", options, log)
 
 
 def part_plain(options: BenchOptions, log: Callable[[str], None]) -> dict[str, Any]:
-    reps = []
-    for rep in range(options.repetitions):
-        done = run_child("plain", _base_spec(options) | {"seed": options.seed + rep})
-        reps.append(done.record | {"peak_rss_mib": done.peak_rss_mib})
-    summary = summarize(reps, _examples(options))
-    _log_line(log, "plain loop", summary)
-    return summary
+    return _repeated("plain", "plain loop", options, log)
 
 
 def _precisions(options: BenchOptions) -> tuple[list[str], dict[str, str]]:
