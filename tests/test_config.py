@@ -155,7 +155,7 @@ def test_missing_file(tmp_path: Path):
 def test_unknown_top_level_key():
     with pytest.raises(ConfigError, match="optimiser") as info:
         RunConfig.from_dict({"train": {}, "optimiser": {"lr": 1}})
-    assert "known: data, model, train" in str(info.value)
+    assert "known: data, model, objective, train" in str(info.value)
 
 
 def test_unknown_key_in_a_section(tmp_path: Path):

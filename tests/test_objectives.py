@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vaekit.bench.seed_reference import loss_function as seed_loss_function
-from vaekit.models.base import VAE
+from vaekit.models.base import VAE, Latent, VAEOutput
 from vaekit.objectives import (
     bernoulli_nll,
     gaussian_kl,
@@ -30,17 +30,21 @@ def _batch(seed: int = 0, batch: int = 16, latent: int = 2):
     return x, logits, mu, logvar
 
 
+def _output(logits, mu, logvar, z=None) -> VAEOutput:
+    return VAEOutput([Latent(mu if z is None else z, mu, logvar)], logits)
+
+
 def test_negative_elbo_equals_seed_loss_function():
     """Summed over the batch, our logits form gives the seed's sigmoid + BCE + KL value."""
     x, logits, mu, logvar = _batch()
-    ours = negative_elbo(x, logits, mu, logvar)["loss"].sum()
+    ours = negative_elbo(x, _output(logits, mu, logvar))["loss"].sum()
     seed = seed_loss_function(torch.sigmoid(logits).flatten(1), x.flatten(1), mu, logvar)
     assert ours.item() == pytest.approx(seed.item(), rel=1e-6)
 
 
 def test_terms_add_up_per_example():
     x, logits, mu, logvar = _batch(1)
-    terms = negative_elbo(x, logits, mu, logvar)
+    terms = negative_elbo(x, _output(logits, mu, logvar))
     assert terms["loss"].shape == (16,)
     torch.testing.assert_close(terms["loss"], terms["recon"] + terms["kl"])
 

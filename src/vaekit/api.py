@@ -54,9 +54,9 @@ def encode(model: VAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def decode(model: VAE, z: torch.Tensor) -> torch.Tensor:
-    """Images in [0, 1] (Bernoulli means) for latent codes z, (B, D)."""
+    """Images in [0, 1] (the likelihood's means) for latent codes z, (B, D)."""
     with torch.no_grad():
-        return torch.sigmoid(model.decode(z.to(next(model.parameters()).device)))
+        return model.likelihood.mean(model.decode(z.to(next(model.parameters()).device)))
 
 
 def _split(model: VAE, split: str, data_dir: str | Path | None, binarize: str) -> Split:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vaekit import api, checkpoint, pictures, report
+from vaekit import api, checkpoint, pictures, presets, report
 from vaekit.bench import suite as bench_suite
 from vaekit.config import (
     EvalConfig,
@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a model (defaults: the seed notebook)")
     train.add_argument("--config", type=Path, help="JSON or TOML config file; flags override it")
+    train.add_argument(
+        "--preset", help="a named configuration (see `vaekit presets`); flags override it"
+    )
     train.add_argument(
         "--out", type=Path, help="run folder (default: runs/<dataset>-<model>-<time>)"
     )
@@ -150,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--markdown", type=Path, default=Path("bench.md"), help="Markdown report")
 
     sub.add_parser("models", help="list the registered model architectures")
+    sub.add_parser("presets", help="list the named configurations for `train --preset`")
     return parser
 
 
@@ -159,9 +163,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.nproc > 1 and not world.distributed:
         return launch_torchrun(args)
     if args.resume:
-        if args.config or args.out:
+        if args.config or args.out or args.preset:
             raise ConfigError(
-                "--resume takes its config and folder from the run; drop --config/--out"
+                "--resume takes its config and folder from the run; drop --config/--preset/--out"
             )
         run_dir = api.fit(
             RunConfig(),
@@ -171,8 +175,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     else:
-        config = RunConfig.load(args.config) if args.config else RunConfig()
-        config = apply_overrides(config, overrides)
+        config = apply_overrides(base_config(args), overrides)
         if world.distributed and not args.out:
             raise ConfigError("under torchrun, pass --out so that every process uses one folder")
         out = args.out or default_run_dir(config)
@@ -180,6 +183,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     if world.is_main:
         print(f"Run folder: {run_dir}")
     return 0
+
+
+def base_config(args: argparse.Namespace) -> RunConfig:
+    """The config that flags override: --config's file, --preset's, or the seed's defaults."""
+    if args.config and args.preset:
+        raise ConfigError("give --config or --preset, not both")
+    if args.preset:
+        return presets.load(args.preset)
+    return RunConfig.load(args.config) if args.config else RunConfig()
 
 
 def default_run_dir(config: RunConfig) -> Path:
@@ -194,8 +206,8 @@ def launch_torchrun(args: argparse.Namespace) -> int:
     at = next(i for i, a in enumerate(argv) if a == "--nproc" or a.startswith("--nproc="))
     del argv[at : at + (1 if "=" in argv[at] else 2)]
     if not args.out and not args.resume:
-        config = RunConfig.load(args.config) if args.config else RunConfig()
-        argv += ["--out", str(default_run_dir(apply_overrides(config, _overrides(args))))]
+        config = apply_overrides(base_config(args), _overrides(args))
+        argv += ["--out", str(default_run_dir(config))]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     command += ["--nproc-per-node", str(args.nproc)]
     return subprocess.call([*command, "-m", "vaekit", *argv])
@@ -303,6 +315,11 @@ def cmd_models(args: argparse.Namespace) -> None:
         print(f"{name:8s} {(cls.__doc__ or '').strip().splitlines()[0]}")
 
 
+def cmd_presets(args: argparse.Namespace) -> None:
+    for name in presets.names():
+        print(f"{name:14s} {presets.about(name)}")
+
+
 COMMANDS = {
     "train": cmd_train,
     "sample": cmd_sample,
@@ -312,6 +329,7 @@ COMMANDS = {
     "explore": cmd_explore,
     "bench": cmd_bench,
     "models": cmd_models,
+    "presets": cmd_presets,
 }
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from vaekit.errors import ConfigError
+from vaekit.likelihoods import LIKELIHOOD_NAMES
 
 
 def _opt(
@@ -58,6 +59,33 @@ class ModelConfig:
     latent_dim: int = _opt(2, "size of the latent space")
     hidden_dim: int = _opt(400, "width of the hidden layer(s)")
     channels: int = _opt(32, "base number of channels (convolutional models)")
+    likelihood: str = _opt(
+        "bernoulli",
+        "p(x|z): bernoulli (the seed), gaussian (fixed --sigma), gaussian-learned (per-pixel "
+        "variance, floor --sigma) or continuous-bernoulli",
+        choices=LIKELIHOOD_NAMES,
+    )
+    sigma: float = _opt(0.1, "Gaussian likelihood: its fixed sigma, or the learned sigma's floor")
+    groups: int = _opt(3, "latent groups (hierarchical models)")
+
+
+@dataclass
+class ObjectiveConfig:
+    """What training minimises; the test loss reported per epoch is always the -ELBO."""
+
+    objective: str = _opt(
+        "elbo",
+        "elbo (the seed) or iwae (Burda et al.'s k-sample bound)",
+        choices=("elbo", "iwae"),
+    )
+    k: int = _opt(1, "samples per example for --objective iwae", flag="iwae-k")
+    beta: float = _opt(1.0, "weight on the KL term (beta-VAE; 1 is the ELBO)")
+    warmup_epochs: float = _opt(
+        0.0, "raise the KL weight linearly from 0 to beta over this many epochs (0: off)"
+    )
+    free_bits: float = _opt(
+        0.0, "floor (nats) on each latent group's batch-mean KL (Kingma et al. 2016; 0: off)"
+    )
 
 
 @dataclass
@@ -65,6 +93,14 @@ class TrainConfig:
     epochs: int = _opt(10, "number of passes over the training set")
     batch_size: int = _opt(128, "examples per optimisation step")
     lr: float = _opt(1e-3, "Adam learning rate")
+    lr_schedule: str = _opt(
+        "constant",
+        "constant, or iwae: lr * 10^(-i/7) in stage i of 3^i epochs (Burda et al. 2015)",
+        choices=("constant", "iwae"),
+    )
+    skip_grad_norm: float | None = _opt(
+        None, "skip updates whose gradient norm exceeds this (as VDVAE does; off when unset)"
+    )
     seed: int = _opt(0, "seed for initialisation, shuffling and sampling")
     device: str = _opt("auto", "where to compute", choices=("auto", "cpu", "cuda"))
     precision: str = _opt("fp32", "arithmetic precision", choices=("fp32", "bf16", "fp16"))
@@ -104,6 +140,7 @@ class EvalConfig:
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -149,8 +186,14 @@ class RunConfig:
         """Check values that types alone cannot: positive sizes, known names."""
         from vaekit.models import MODELS  # late import: models depend on config
 
-        for section in (self.data, self.model, self.train):
+        for section in (self.data, self.model, self.objective, self.train):
             check_values(section)
+        if self.objective.objective == "iwae" and (
+            self.objective.beta != 1 or self.objective.warmup_epochs or self.objective.free_bits
+        ):
+            raise ConfigError("beta, warm-up and free bits apply to the elbo objective only")
+        if self.objective.objective == "elbo" and self.objective.k != 1:
+            raise ConfigError("--iwae-k needs --objective iwae")
         from vaekit.data import check_dataset_name  # late import, as for MODELS
 
         check_dataset_name(self.data.dataset)
@@ -161,6 +204,9 @@ class RunConfig:
             raise ConfigError(f"unknown model {self.model.name!r}; known models: {known}")
 
 
+ZERO_ALLOWED = {"warmup_epochs", "free_bits"}  # where 0 means "off"; seeds take any integer
+
+
 def check_values(section: Any) -> None:
     """Choices, positive sizes and finite floats for one dataclass; None means unset."""
     for f in fields(section):
@@ -169,7 +215,9 @@ def check_values(section: Any) -> None:
         if choices and value is not None and value not in choices:
             raise ConfigError(f"{f.name} must be one of {', '.join(choices)}; got {value!r}")
         is_number = isinstance(value, int | float) and not isinstance(value, bool)
-        if is_number and f.name != "seed" and not value > 0:
+        if is_number and f.name in ZERO_ALLOWED and value < 0:
+            raise ConfigError(f"{f.name} must be >= 0; got {value}")
+        if is_number and f.name not in ZERO_ALLOWED | {"seed"} and not value > 0:
             raise ConfigError(f"{f.name} must be > 0; got {value}")
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{f.name} must be finite; got {value}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -22,14 +21,7 @@ from vaekit import fid
 from vaekit.config import EvalConfig
 from vaekit.data import Split, evaluation_images, to_unit
 from vaekit.models import VAE
-from vaekit.objectives import (
-    bernoulli_nll,
-    gaussian_kl_per_dim,
-    gaussian_log_prob,
-    log_importance_weights,
-    negative_elbo,
-    standard_normal_log_prob,
-)
+from vaekit.objectives import gaussian_kl_per_dim, log_weights, negative_elbo
 from vaekit.runtime import autocast, inference
 
 # Burda et al. (2015), section 5.2: unit u is active when Cov_x(E_q[z_u]) > 1e-2.
@@ -60,7 +52,7 @@ def elbo_sums(
         for start in range(0, images.shape[0], batch_size):
             x = to_unit(images[start : start + batch_size])
             out = model(x, generator)
-            for key, value in negative_elbo(x, out.logits, out.mu, out.logvar).items():
+            for key, value in negative_elbo(x, out, model.likelihood.nll).items():
                 sums[key] += value.sum()
     return sums
 
@@ -73,17 +65,6 @@ def elbo(model: VAE, images: torch.Tensor, **kwargs) -> dict[str, float]:
 
 # ----------------------------------------------------------- importance sampling
 
-LogLikelihood = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def bernoulli_log_likelihood(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """log p(x|z) for decoder logits (B, k, C, H, W) against images (B, 1, C, H, W) -> (B, k).
-
-    The training loss's own `bernoulli_nll`, so the estimate scores exactly what
-    training optimised.
-    """
-    return -bernoulli_nll(logits, x, event_dims=logits.dim() - 2)
-
 
 def rows_for(memory_mb: int, pixels: int) -> int:
     """Decoded samples that fit in `memory_mb` MiB: the bound on one chunk's size."""
@@ -91,12 +72,11 @@ def rows_for(memory_mb: int, pixels: int) -> int:
 
 
 def importance_weighted_log_px(
-    model: torch.nn.Module,
+    model: VAE,
     x: torch.Tensor,
     k: int,
     generator: torch.Generator | None = None,
     max_rows: int = 4096,
-    log_likelihood: LogLikelihood = bernoulli_log_likelihood,
     precision: str = "fp32",
 ) -> torch.Tensor:
     """The importance-weighted estimate of log p(x) for each image of x (B, ...) -> (B,).
@@ -104,36 +84,22 @@ def importance_weighted_log_px(
     log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x) (Burda et al. 2015, eq. 8): the
     value of `objectives.importance_weighted_log_likelihood` over all k log weights,
     accumulated chunk by chunk with a running logsumexp so that at most `max_rows`
-    samples (B x chunk) are decoded at once, whatever k is. The encoder runs once
-    per image; each chunk's codes are decoded in one batch. `model` needs
-    `encode(x) -> (mu, logvar)` and `decode(z) -> parameters of p(x|z)`, which
-    `log_likelihood(parameters (B, n, ...), x (B, 1, ...)) -> (B, n)` scores.
-    Noise is drawn as randn((B, n, D)) per chunk from `generator`.
+    samples (B x chunk) are decoded at once, whatever k is. Each chunk is one
+    `model(x, k=n)` pass (the encoder once per image, the n samples decoded in one
+    batch), scored by `objectives.log_weights` with the model's likelihood, so the
+    estimate scores exactly what training optimised, for every architecture.
     """
     device = x.device
-    with autocast(device, precision):
-        mu, logvar = model.encode(x)
-    dtype = torch.promote_types(mu.dtype, torch.float32)  # never below fp32 for the sums
-    mu, logvar = mu.to(dtype)[:, None], logvar.to(dtype)[:, None]  # (B, 1, D)
-    std = torch.exp(0.5 * logvar)
-    batch, latent = mu.shape[0], mu.shape[-1]
+    batch = x.shape[0]
     per_chunk = max(1, min(k, max_rows // batch))
-    target = x.unsqueeze(1)
-    running = torch.full((batch,), -math.inf, device=device, dtype=dtype)
+    running = torch.full((batch,), -math.inf, device=device, dtype=torch.float64)
     for start in range(0, k, per_chunk):
         n = min(per_chunk, k - start)
-        eps = torch.randn((batch, n, latent), generator=generator, device=device, dtype=dtype)
-        z = mu + eps * std  # (B, n, D)
         with autocast(device, precision):
-            params = model.decode(z.flatten(0, 1))
-        params = params.unflatten(0, (batch, n))
-        log_w = log_importance_weights(
-            log_likelihood(params, target).to(dtype),
-            standard_normal_log_prob(z),
-            gaussian_log_prob(z, mu, logvar),
-        )
-        running = torch.logaddexp(running, torch.logsumexp(log_w, dim=1))
-    return running - math.log(k)
+            out = model(x, generator, k=n)
+        log_w = log_weights(x, out, model.likelihood.nll)
+        running = torch.logaddexp(running, torch.logsumexp(log_w, dim=1).double())
+    return (running - math.log(k)).to(torch.promote_types(x.dtype, torch.float32))
 
 
 # ----------------------------------------------------------- latent statistics

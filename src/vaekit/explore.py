@@ -91,12 +91,22 @@ DECODER_OPS: dict[str, Callable[[VAE], list[dict[str, Any]]]] = {
 }
 
 
+# Likelihoods whose mean is sigmoid(decoder output), which is what explorer.js applies.
+SIGMOID_LIKELIHOODS = ("bernoulli", "gaussian")
+
+
 def decoder_ops(model: VAE) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
     """The decoder as (operations, float32 tensors by name): z (D,) -> logits (C, H, W)."""
     name = model.run_config.model.name if model.run_config is not None else None
     if name not in DECODER_OPS:
         known = ", ".join(sorted(DECODER_OPS))
         raise ConfigError(f"the explorer runs the decoders of {known}; this model is {name!r}")
+    if model.likelihood.name not in SIGMOID_LIKELIHOODS:
+        raise ConfigError(
+            "the explorer shows decoders whose mean is the sigmoid of their output "
+            f"({', '.join(SIGMOID_LIKELIHOODS)}); this model's likelihood is "
+            f"{model.likelihood.name}"
+        )
     ops = DECODER_OPS[name](model)
     state = model.state_dict()
     tensors = {

@@ -1,24 +1,29 @@
 """Losses and estimators as pure functions of tensors, one value per example.
 
-Shapes: x and logits (B, C, H, W); mu and logvar (B, D). Everything returns (B,)
-so training can sum and evaluation can keep per-example values. Where k samples
-share one example, they sit in a dimension after the batch, (B, k, ...), and the
-example broadcasts against them as (B, 1, ...).
+Shapes: x (B, C, H, W); a model's output (`models.VAEOutput`) holds the decoder's
+parameters (B, P*C, H, W) and, per latent group, the sample z and the parameters
+of q and p, each (B, D_g). With k samples per example a dimension follows the
+batch, (B, k, ...), and x broadcasts against it as (B, 1, ...). Everything
+returns (B,) or (B, k), so training can sum and evaluation keep per-example values;
+`training_terms` alone also returns the scalar that the optimiser minimises.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 
-LOG_2PI = math.log(2 * math.pi)
+from vaekit.likelihoods import LOG_2PI, at_least_fp32, bernoulli_nll
 
+if TYPE_CHECKING:
+    from vaekit.models.base import Latent, VAEOutput
 
-def _at_least_fp32(t: torch.Tensor) -> torch.Tensor:
-    """Losses are summed over hundreds of pixels: do that in fp32 even under autocast."""
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+__all__ = ["LOG_2PI", "bernoulli_nll"]  # bernoulli_nll re-exported: the seed's loss lives here too
+
+NLL = Callable[..., torch.Tensor]  # nll(params, x, event_dims) -> (...), see vaekit.likelihoods
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -27,7 +32,7 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     Closed form from Kingma & Welling (2014), appendix B:
     -1/2 * sum(1 + log sigma^2 - mu^2 - sigma^2).
     """
-    return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)
+    return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=-1)
 
 
 def gaussian_kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -35,18 +40,13 @@ def gaussian_kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())
 
 
-def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor, event_dims: int = 3) -> torch.Tensor:
-    """-log p(x|z) for a Bernoulli decoder: binary cross-entropy summed over pixels.
-
-    Computed from logits (log-sum-exp form), which stays finite where the seed's
-    sigmoid-then-BCE saturates. x may be grey levels in [0, 1], as in the seed.
-    The last `event_dims` dimensions (C, H, W) are summed; x broadcasts against
-    the logits, so k decoded samples (B, k, C, H, W) score one image (B, 1, C, H, W).
-    """
-    logits = _at_least_fp32(logits)
-    target = x.to(logits.dtype).expand_as(logits)
-    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-    return bce.flatten(-event_dims).sum(dim=-1)
+def gaussian_kl_between(
+    q_mu: torch.Tensor, q_logvar: torch.Tensor, p_mu: torch.Tensor, p_logvar: torch.Tensor
+) -> torch.Tensor:
+    """KL(N(q_mu, e^q_logvar) || N(p_mu, e^p_logvar)), diagonal, summed over the last dimension."""
+    ratio = torch.exp(q_logvar - p_logvar)
+    kl = 0.5 * (ratio + (q_mu - p_mu).pow(2) * torch.exp(-p_logvar) - 1 - (q_logvar - p_logvar))
+    return kl.sum(dim=-1)
 
 
 def gaussian_log_prob(
@@ -57,14 +57,14 @@ def gaussian_log_prob(
     Serves q(z|x) and p(z) in the importance weights and any Gaussian decoder
     p(x|z); arguments broadcast against each other.
     """
-    x, mean, logvar = (_at_least_fp32(t) for t in (x, mean, logvar))
+    x, mean, logvar = (at_least_fp32(t) for t in (x, mean, logvar))
     log_density = -0.5 * (LOG_2PI + logvar + (x - mean).pow(2) * torch.exp(-logvar))
     return log_density.flatten(-event_dims).sum(dim=-1)
 
 
 def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
     """log N(z; 0, I), the prior p(z), summed over the last (latent) dimension."""
-    z = _at_least_fp32(z)
+    z = at_least_fp32(z)
     return -0.5 * (LOG_2PI + z.pow(2)).sum(dim=-1)
 
 
@@ -83,13 +83,104 @@ def importance_weighted_log_likelihood(log_weights: torch.Tensor, dim: int = -1)
     logsumexp keeps it finite where the weights themselves under- or overflow.
     """
     k = log_weights.shape[dim]
-    return torch.logsumexp(_at_least_fp32(log_weights), dim=dim) - math.log(k)
+    return torch.logsumexp(at_least_fp32(log_weights), dim=dim) - math.log(k)
+
+
+# ----------------------------------------------------------- over a model's output
+
+
+def _prior(latent: Latent) -> tuple[torch.Tensor, torch.Tensor] | None:
+    return None if latent.p_mu is None else (latent.p_mu, latent.p_logvar)
+
+
+def latent_log_ratio(latent: Latent) -> torch.Tensor:
+    """log p(z) - log q(z) at the group's sample: its share of the log importance weight."""
+    z, q_mu, q_logvar = (at_least_fp32(t) for t in (latent.z, latent.q_mu, latent.q_logvar))
+    prior = _prior(latent)
+    log_p = (
+        standard_normal_log_prob(z)
+        if prior is None
+        else gaussian_log_prob(z, *(at_least_fp32(t) for t in prior))
+    )
+    return log_p - gaussian_log_prob(z, q_mu, q_logvar)
+
+
+def latent_kl(latent: Latent) -> torch.Tensor:
+    """KL(q || p) of one latent group: in closed form where the model allows it, else the
+    one-sample estimate log q(z) - log p(z) (a group whose prior depends on a later sample)."""
+    if not latent.analytic_kl:
+        return -latent_log_ratio(latent)
+    q_mu, q_logvar = at_least_fp32(latent.q_mu), at_least_fp32(latent.q_logvar)
+    prior = _prior(latent)
+    if prior is None:
+        return gaussian_kl(q_mu, q_logvar)
+    return gaussian_kl_between(q_mu, q_logvar, *(at_least_fp32(t) for t in prior))
+
+
+def _target(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """x (B, C, H, W) aligned with decoder parameters that may carry a sample dimension."""
+    return x.unsqueeze(1) if params.dim() == x.dim() + 1 else x
+
+
+def reconstruction_nll(x: torch.Tensor, out: VAEOutput, nll: NLL = bernoulli_nll) -> torch.Tensor:
+    """-log p(x|z) at the output's sample(s): (B,) or (B, k)."""
+    return nll(out.params, _target(x, out.params), event_dims=3)
 
 
 def negative_elbo(
-    x: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor
+    x: torch.Tensor, out: VAEOutput, nll: NLL = bernoulli_nll
 ) -> dict[str, torch.Tensor]:
-    """-ELBO = reconstruction (-log p(x|z), one z sample) + KL(q(z|x) || p(z)), per example."""
-    recon = bernoulli_nll(logits, x)
-    kl = gaussian_kl(_at_least_fp32(mu), _at_least_fp32(logvar))
+    """-ELBO = reconstruction (-log p(x|z)) + sum over groups of KL(q || p), per example."""
+    recon = reconstruction_nll(x, out, nll)
+    kl = sum(latent_kl(latent) for latent in out.latents)
     return {"loss": recon + kl, "recon": recon, "kl": kl}
+
+
+def log_weights(x: torch.Tensor, out: VAEOutput, nll: NLL = bernoulli_nll) -> torch.Tensor:
+    """log p(x, z) - log q(z|x) for each of the output's samples: (B, k)."""
+    log_ratio = sum(latent_log_ratio(latent) for latent in out.latents)
+    return log_importance_weights(-reconstruction_nll(x, out, nll), log_ratio, 0.0)
+
+
+def free_bits_kl(group_kls: list[torch.Tensor], free_bits: float) -> torch.Tensor:
+    """Sum over groups of max(lambda, batch-mean KL), times the batch size.
+
+    Kingma et al. (2016), eq. 15: a group whose average KL is below lambda nats
+    gets no gradient pushing it further towards the prior, which keeps latent
+    units from collapsing early in training.
+    """
+    batch = group_kls[0].shape[0]
+    floored = [torch.clamp(kl.mean(), min=free_bits) for kl in group_kls]
+    return batch * torch.stack(floored).sum()
+
+
+def training_terms(
+    x: torch.Tensor,
+    out: VAEOutput,
+    nll: NLL = bernoulli_nll,
+    objective: str = "elbo",
+    kl_weight: float = 1.0,
+    free_bits: float = 0.0,
+) -> dict[str, torch.Tensor]:
+    """The batch's objective (a scalar to minimise) and its per-example terms.
+
+    elbo: recon + kl_weight * KL, summed over the batch (the seed's loss when
+    kl_weight = 1 and free_bits = 0; kl_weight carries beta and KL warm-up);
+    free bits replace each group's KL by max(lambda, its batch mean).
+    iwae: -log (1/k) sum_i w_i over the output's k samples per example (Burda et al.
+    2015, eq. 8), summed over the batch; recon and kl are then means over the k samples.
+    `loss` is always the unweighted bound per example (-ELBO, or -L_k).
+    """
+    if objective == "iwae":
+        bound = importance_weighted_log_likelihood(log_weights(x, out, nll), dim=1)
+        recon = reconstruction_nll(x, out, nll).mean(dim=1)
+        kl = -sum(latent_log_ratio(latent) for latent in out.latents).mean(dim=1)
+        return {"objective": -bound.sum(), "loss": -bound, "recon": recon, "kl": kl}
+    recon = reconstruction_nll(x, out, nll)
+    group_kls = [latent_kl(latent) for latent in out.latents]
+    kl = sum(group_kls)
+    penalty = free_bits_kl(group_kls, free_bits) if free_bits > 0 else kl.sum()
+    if kl_weight != 1.0:
+        penalty = kl_weight * penalty
+    objective_value = recon.sum() + penalty
+    return {"objective": objective_value, "loss": recon + kl, "recon": recon, "kl": kl}

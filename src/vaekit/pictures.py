@@ -44,18 +44,17 @@ def save_png(pixels: np.ndarray, path: str | Path, scale: int = 1) -> Path:
 
 
 def sample(model: VAE, n: int = 64, seed: int = 0) -> torch.Tensor:
-    """n images decoded from z ~ N(0, I): Bernoulli means in [0, 1], (n, C, H, W)."""
+    """n images decoded from z ~ p(z): the likelihood's means in [0, 1], (n, C, H, W)."""
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     with inference(model):
-        return torch.sigmoid(model.decode(model.prior_sample(n, generator)).float())
+        return model.likelihood.mean(model.generate(n, generator).float())
 
 
 def reconstruct(model: VAE, x: torch.Tensor) -> torch.Tensor:
     """Decode each image's posterior mean: the model's best reconstruction of x in [0, 1]."""
     with inference(model):
-        mu, _ = model.encode(x)
-        return torch.sigmoid(model.decode(mu).float())
+        return model.likelihood.mean(model.reconstruct(x).float())
 
 
 def reconstruction_grid(model: VAE, x: torch.Tensor, per_row: int = 8) -> np.ndarray:

@@ -52,10 +52,10 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 def _decode(model: VAE, z: torch.Tensor) -> torch.Tensor:
-    """Bernoulli means in [0, 1] for codes z (N, D), on the CPU."""
+    """The likelihood's means in [0, 1] for codes z (N, D), on the CPU."""
     device = next(model.parameters()).device
     with inference(model):
-        return torch.sigmoid(model.decode(z.to(device)).float()).cpu()
+        return model.likelihood.mean(model.decode(z.to(device)).float()).cpu()
 
 
 def _tile(images: torch.Tensor, rows: int, cols: int) -> np.ndarray:

@@ -1,7 +1,7 @@
 """The training loop: batches in, optimiser steps out, a checkpoint every epoch.
 
 Nothing here knows a model's insides: it calls `model(x)` and scores the output
-with `objectives.negative_elbo`. Run folder layout:
+with `objectives.training_terms` and the model's likelihood. Run folder layout:
     config.json               resolved configuration
     metrics.jsonl             one JSON line of train/test metrics per epoch
     checkpoint.safetensors    weights, optimiser and RNG state, progress
@@ -30,7 +30,7 @@ from vaekit.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 from vaekit.evaluate import elbo_sums
 from vaekit.interrupts import stop_on_signals
 from vaekit.models import VAE, build_model
-from vaekit.objectives import negative_elbo
+from vaekit.objectives import training_terms
 from vaekit.runtime import (
     autocast,
     flush_denormals,
@@ -131,17 +131,50 @@ def grad_norm(parameters: list[torch.Tensor]) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
-def train_step(state: State, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
-    """One optimiser step on a float batch, skipped when the loss or a gradient is not finite.
+def kl_weight(config: RunConfig, progress: float) -> float:
+    """beta, scaled by the KL warm-up: linear from 0 at the start to 1 after warmup_epochs.
+
+    `progress` counts epochs done, fractions included, so the weight rises every step.
+    """
+    objective = config.objective
+    if not objective.warmup_epochs:
+        return objective.beta
+    return objective.beta * min(1.0, progress / objective.warmup_epochs)
+
+
+def learning_rate(config: RunConfig, epoch: int) -> float:
+    """The learning rate of 0-based `epoch`: constant, or the IWAE paper's schedule.
+
+    Burda et al. (2015), section 5: stage i = 0..7 lasts 3^i epochs at lr * 10^(-i/7)
+    (3280 epochs in all); later epochs stay in the last stage.
+    """
+    cfg = config.train
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    stage, end = 0, 1
+    while epoch >= end and stage < 7:
+        stage += 1
+        end += 3**stage
+    return cfg.lr * 10 ** (-stage / 7)
+
+
+def train_step(
+    state: State, x: torch.Tensor, noise: torch.Tensor | None = None, weight: float = 1.0
+) -> torch.Tensor:
+    """One optimiser step on a float batch, skipped when the loss or a gradient is not finite
+    (or, with --skip-grad-norm, too large). `weight` multiplies the KL (beta, warm-up).
 
     Adds the batch's summed terms to `state.sums` on the device; returns the batch loss.
     """
-    cfg = state.config.train
+    cfg, objective = state.config.train, state.config.objective
+    k = objective.k if objective.objective == "iwae" else None
     with autocast(state.device, cfg.precision):
-        out = state.net(x, noise=noise)
-    terms = negative_elbo(x, out.logits, out.mu, out.logvar)
+        out = state.net(x, noise=noise, k=k)
+    terms = training_terms(
+        x, out, state.model.likelihood.nll, objective.objective, weight, objective.free_bits
+    )
     # Summed, not averaged, over the batch: the seed's loss, so Adam sees the same scale.
-    loss = terms["loss"].sum()
+    loss = terms["objective"]
     state.optimizer.zero_grad(set_to_none=True)
     parameters = list(state.model.parameters())
     if state.scaler is not None:
@@ -156,6 +189,8 @@ def train_step(state: State, x: torch.Tensor, noise: torch.Tensor | None = None)
     else:
         norm = grad_norm(parameters)
     bad = ~(torch.isfinite(loss) & torch.isfinite(norm))
+    if cfg.skip_grad_norm:
+        bad |= norm > cfg.skip_grad_norm
     if state.scaler is not None:
         state.scaler.step(state.optimizer)  # the scaler skips non-finite gradients itself
         state.scaler.update()
@@ -192,6 +227,8 @@ def train_epoch(state: State, train: Split, run_dir: Path, stop: Any, progress: 
     order = order[state.batch * cfg.batch_size :]  # resuming mid-epoch: skip what was done
     state.model.train()
     total = -(-len(train) // cfg.batch_size)
+    for group in state.optimizer.param_groups:
+        group["lr"] = learning_rate(state.config, state.epoch)
     bar = tqdm(
         iterate_batches(train.images, cfg.batch_size, order),
         total=total,
@@ -205,8 +242,10 @@ def train_epoch(state: State, train: Split, run_dir: Path, stop: Any, progress: 
         # Inputs and noise for the global batch, identical on every rank; each rank
         # then trains on its slice (see vaekit.distributed).
         x = model_input(images, state.config.data.binarize)
-        noise = state.model.noise(x.shape[0])
-        loss = train_step(state, world.shard(x), world.shard(noise))
+        k = state.config.objective.k if state.config.objective.objective == "iwae" else None
+        noise = state.model.noise(x.shape[0], k)
+        weight = kl_weight(state.config, state.epoch + state.batch / total)
+        loss = train_step(state, world.shard(x), world.shard(noise), weight)
         state.batch += 1
         if state.batch % DIVERGENCE_CHECK_EVERY == 0:
             check_divergence(state, run_dir)

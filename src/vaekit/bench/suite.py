@@ -134,7 +134,7 @@ def child_plain(spec: dict[str, Any]) -> dict[str, Any]:
         for images in iterate_batches(train.images, spec["batch_size"], order):
             x = to_unit(images)
             out = model(x)
-            loss = negative_elbo(x, out.logits, out.mu, out.logvar)["loss"].sum()
+            loss = negative_elbo(x, out)["loss"].sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from vaekit.config import ModelConfig
 from vaekit.errors import ConfigError
-from vaekit.models import conv, mlp  # noqa: F401  (importing registers them)
-from vaekit.models.base import VAE, VAEOutput
+from vaekit.likelihoods import get_likelihood
+from vaekit.models import conv, hvae, iwae, mlp, resconv  # noqa: F401  (importing registers them)
+from vaekit.models.base import VAE, Latent, VAEOutput
 from vaekit.models.registry import MODELS, register
 
-__all__ = ["MODELS", "VAE", "VAEOutput", "build_model", "register"]
+__all__ = ["MODELS", "VAE", "Latent", "VAEOutput", "build_model", "register"]
 
 
 def build_model(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
@@ -16,4 +17,5 @@ def build_model(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
         raise ConfigError(
             f"unknown model {config.name!r}; known models: {', '.join(sorted(MODELS))}"
         )
-    return MODELS[config.name](config, tuple(image_shape))
+    likelihood = get_likelihood(config.likelihood, config.sigma)
+    return MODELS[config.name](config, tuple(image_shape), likelihood)

@@ -1,42 +1,96 @@
-"""What every model provides: q(z|x) as (mean, log-variance) and p(x|z) as logits.
+"""What every model provides: distributions' parameters, never losses.
 
-Models hold no loss code: objectives take these tensors and score them.
+A forward pass returns a `VAEOutput`: per latent group the sample z with the
+parameters of q (and of p where the prior is not N(0, I)), and the parameters of
+p(x|z) in the layout the model's `likelihood` reads (`vaekit.likelihoods`).
+Objectives take these tensors and score them.
+
+Single-latent models implement `encode` and `decode`; hierarchical ones override
+`forward`, `generate` and `reconstruct` as well.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from vaekit.likelihoods import Likelihood, get_likelihood
+
+
+@dataclass
+class Latent:
+    """One latent group: sample and posterior (and prior) parameters, each (..., D).
+
+    p_mu/p_logvar None: the prior is N(0, I). analytic_kl False: the prior depends
+    on a sample drawn after this group's (bottom-up inference), so KL(q || p) has
+    no closed form given the sample and the objectives estimate it instead.
+    """
+
+    z: torch.Tensor
+    q_mu: torch.Tensor
+    q_logvar: torch.Tensor
+    p_mu: torch.Tensor | None = None
+    p_logvar: torch.Tensor | None = None
+    analytic_kl: bool = True
+
 
 @dataclass
 class VAEOutput:
-    """One pass through a VAE; shapes: mu/logvar/z (B, D), logits (B, C, H, W)."""
+    """One pass: `latents` (top group first) and `params` of p(x|z), (B, [k,] P*C, H, W)."""
 
-    mu: torch.Tensor
-    logvar: torch.Tensor
-    z: torch.Tensor
-    logits: torch.Tensor
+    latents: list[Latent] = field(default_factory=list)
+    params: torch.Tensor | None = None
+
+    @property
+    def mu(self) -> torch.Tensor:
+        return self.latents[0].q_mu
+
+    @property
+    def logvar(self) -> torch.Tensor:
+        return self.latents[0].q_logvar
+
+    @property
+    def z(self) -> torch.Tensor:
+        return self.latents[0].z
+
+    @property
+    def logits(self) -> torch.Tensor:
+        """The decoder's output: logits for the Bernoulli likelihood, as in the seed."""
+        return self.params
 
 
 class VAE(nn.Module):
-    """A Gaussian-posterior VAE with a standard-normal prior."""
+    """A Gaussian-posterior VAE with a standard-normal prior on one latent group."""
 
     run_config = None  # the RunConfig a loaded model was trained with
 
-    def __init__(self, image_shape: tuple[int, int, int], latent_dim: int) -> None:
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int],
+        latent_dim: int,
+        likelihood: Likelihood | None = None,
+    ) -> None:
         super().__init__()
         self.image_shape = tuple(image_shape)
         self.latent_dim = latent_dim
+        self.likelihood = likelihood or get_likelihood("bernoulli")
+        # The decoder's output: params_per_channel maps per image channel.
+        channels, height, width = self.image_shape
+        self.output_shape = (channels * self.likelihood.params_per_channel, height, width)
+
+    @property
+    def noise_dim(self) -> int:
+        """Standard-normal numbers one sample of all latent groups consumes."""
+        return self.latent_dim
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, C, H, W) in [0, 1] -> mean and log-variance of q(z|x), each (B, D)."""
         raise NotImplementedError
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """z (B, D) -> Bernoulli logits of p(x|z), (B, C, H, W)."""
+        """z (B, D) -> parameters of p(x|z), (B, P*C, H, W) (logits for Bernoulli)."""
         raise NotImplementedError
 
     @staticmethod
@@ -54,25 +108,52 @@ class VAE(nn.Module):
             noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         return mu + noise * torch.exp(0.5 * logvar)
 
-    def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The eps a forward pass on n examples consumes, leading dimension n.
+    def noise(
+        self, n: int, k: int | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """The eps a forward pass on n examples (k samples each) consumes: (n, [k,] noise_dim).
 
         Drawing it outside the model lets data-parallel training draw one global
         batch's noise on every rank and hand each rank its slice.
         """
         device = next(self.parameters()).device
-        return torch.randn(n, self.latent_dim, generator=generator, device=device)
+        shape = (n, self.noise_dim) if k is None else (n, k, self.noise_dim)
+        return torch.randn(shape, generator=generator, device=device)
 
     def forward(
         self,
         x: torch.Tensor,
         generator: torch.Generator | None = None,
         noise: torch.Tensor | None = None,
+        k: int | None = None,
     ) -> VAEOutput:
+        """q(z|x), a sample, p(x|z); with k, k samples per example as (B, k, ...).
+
+        The encoder runs once per example whatever k is.
+        """
         mu, logvar = self.encode(x)
-        z = self.reparameterize(mu, logvar, generator, noise)
-        return VAEOutput(mu, logvar, z, self.decode(z))
+        if k is None:
+            z = self.reparameterize(mu, logvar, generator, noise)
+            return VAEOutput([Latent(z, mu, logvar)], self.decode(z))
+        dtype = torch.promote_types(mu.dtype, torch.float32)  # samples never below fp32
+        mu, logvar = mu.to(dtype)[:, None], logvar.to(dtype)[:, None]
+        if noise is None:
+            noise = torch.randn(
+                (x.shape[0], k, mu.shape[-1]), generator=generator, device=mu.device, dtype=dtype
+            )
+        z = self.reparameterize(mu, logvar, noise=noise)
+        params = self.decode(z.flatten(0, 1)).unflatten(0, (x.shape[0], k))
+        return VAEOutput([Latent(z, mu, logvar)], params)
 
     def prior_sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         device = next(self.parameters()).device
         return torch.randn(n, self.latent_dim, generator=generator, device=device)
+
+    def generate(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Parameters of p(x|z) for n draws z ~ p(z): what `sample` pictures show."""
+        return self.decode(self.prior_sample(n, generator))
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Parameters of p(x|z) at the posterior mean: the model's best reconstruction."""
+        mu, _ = self.encode(x)
+        return self.decode(mu)

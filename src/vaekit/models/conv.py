@@ -12,6 +12,7 @@ from torch import nn
 
 from vaekit.config import ModelConfig
 from vaekit.errors import ConfigError
+from vaekit.likelihoods import Likelihood
 from vaekit.models.base import VAE
 from vaekit.models.registry import register
 
@@ -20,8 +21,10 @@ from vaekit.models.registry import register
 class ConvVAE(VAE):
     """Two stride-2 convolutions -> hidden -> (mu, logvar); mirrored transposed convolutions."""
 
-    def __init__(self, config: ModelConfig, image_shape: tuple[int, int, int]) -> None:
-        super().__init__(image_shape, config.latent_dim)
+    def __init__(
+        self, config: ModelConfig, image_shape: tuple[int, int, int], likelihood: Likelihood
+    ) -> None:
+        super().__init__(image_shape, config.latent_dim, likelihood)
         channels, height, width = image_shape
         if height % 4 or width % 4:
             raise ConfigError(f"conv model needs image sides divisible by 4; got {height}x{width}")
@@ -47,7 +50,7 @@ class ConvVAE(VAE):
             nn.Unflatten(1, self.feature_shape),
             nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1),
             nn.ReLU(),
-            nn.ConvTranspose2d(c1, channels, 4, stride=2, padding=1),
+            nn.ConvTranspose2d(c1, self.output_shape[0], 4, stride=2, padding=1),
         )
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

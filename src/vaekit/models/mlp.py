@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from vaekit.config import ModelConfig
+from vaekit.likelihoods import Likelihood
 from vaekit.models.base import VAE
 from vaekit.models.registry import register
 
@@ -21,14 +22,16 @@ from vaekit.models.registry import register
 class MLPVAE(VAE):
     """784 -> hidden (ReLU) -> (mu, logvar); latent -> hidden (ReLU) -> 784 logits."""
 
-    def __init__(self, config: ModelConfig, image_shape: tuple[int, int, int]) -> None:
-        super().__init__(image_shape, config.latent_dim)
+    def __init__(
+        self, config: ModelConfig, image_shape: tuple[int, int, int], likelihood: Likelihood
+    ) -> None:
+        super().__init__(image_shape, config.latent_dim, likelihood)
         input_dim = math.prod(image_shape)
         self.fc1 = nn.Linear(input_dim, config.hidden_dim)
         self.fc_mu = nn.Linear(config.hidden_dim, config.latent_dim)
         self.fc_logvar = nn.Linear(config.hidden_dim, config.latent_dim)
         self.fc3 = nn.Linear(config.latent_dim, config.hidden_dim)
-        self.fc4 = nn.Linear(config.hidden_dim, input_dim)
+        self.fc4 = nn.Linear(config.hidden_dim, math.prod(self.output_shape))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = torch.relu(self.fc1(x.flatten(1)))
@@ -36,4 +39,4 @@ class MLPVAE(VAE):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         h = torch.relu(self.fc3(z))
-        return self.fc4(h).view(-1, *self.image_shape)
+        return self.fc4(h).view(-1, *self.output_shape)

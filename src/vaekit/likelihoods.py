@@ -1,0 +1,173 @@
+"""Decoder likelihoods p(x|z): how the decoder's output tensor scores an image.
+
+Every decoder emits `params_per_channel` maps per image channel, the first of
+them logits; a likelihood turns them into -log p(x|z) (pure functions, summed
+over the last `event_dims` dimensions) and into the image a person looks at
+(`mean`). Chosen in the config (`--likelihood`), looked up by name here.
+
+- bernoulli: the seed's, pixels as probabilities of "on"; takes grey levels as
+  soft targets, as the seed does (not a normalised density for them).
+- gaussian: N(x; sigmoid(logits), sigma^2), sigma fixed by `--sigma`.
+- gaussian-learned: the decoder also emits a per-pixel log-variance, kept at or
+  above log sigma^2 (`--sigma` is then the floor: without one, constant pixels
+  such as MNIST's background drive the variance, and the density, without bound).
+- continuous-bernoulli: Loaiza-Ganem & Cunningham (2019), the Bernoulli made a
+  proper density on [0, 1] by its normalising constant C(lambda).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+
+LOG_2PI = math.log(2 * math.pi)
+# Below this |logit| the continuous Bernoulli's log C and mean use their Taylor series:
+# the closed forms divide 0 by 0 at lambda = 1/2.
+_CB_TAYLOR = 1e-2
+
+
+def at_least_fp32(t: torch.Tensor) -> torch.Tensor:
+    """Losses are summed over hundreds of pixels: do that in fp32 even under autocast."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+def _sum_event(t: torch.Tensor, event_dims: int) -> torch.Tensor:
+    return t.flatten(-event_dims).sum(dim=-1)
+
+
+def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor, event_dims: int = 3) -> torch.Tensor:
+    """-log p(x|z) for a Bernoulli decoder: binary cross-entropy summed over pixels.
+
+    Computed from logits (log-sum-exp form), which stays finite where the seed's
+    sigmoid-then-BCE saturates. x may be grey levels in [0, 1], as in the seed.
+    x broadcasts against the logits, so k decoded samples (B, k, C, H, W) score one
+    image (B, 1, C, H, W).
+    """
+    logits = at_least_fp32(logits)
+    target = x.to(logits.dtype).expand_as(logits)
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    return _sum_event(bce, event_dims)
+
+
+def continuous_bernoulli_log_norm(logits: torch.Tensor) -> torch.Tensor:
+    """log C(lambda) for lambda = sigmoid(logits), elementwise.
+
+    C(lambda) = 2 artanh(1 - 2 lambda) / (1 - 2 lambda), which in logits l is
+    l / tanh(l / 2) (Loaiza-Ganem & Cunningham 2019, eq. 7). log |tanh(|l|/2)| is
+    written with log1p so it stays exact for large |l|; near l = 0 the series
+    log 2 + l^2/12 - 7 l^4/1440 replaces the 0/0.
+    """
+    logits = at_least_fp32(logits)
+    a = logits.abs()
+    safe = torch.where(a < _CB_TAYLOR, torch.ones_like(a), a)
+    e = torch.exp(-safe)
+    closed = torch.log(safe) - (torch.log1p(-e) - torch.log1p(e))
+    series = math.log(2.0) + a.pow(2) / 12 - 7 * a.pow(4) / 1440
+    return torch.where(a < _CB_TAYLOR, series, closed)
+
+
+def continuous_bernoulli_nll(
+    logits: torch.Tensor, x: torch.Tensor, event_dims: int = 3
+) -> torch.Tensor:
+    """-log CB(x; lambda) = BCE(logits, x) - log C(lambda), summed over pixels."""
+    log_norm = _sum_event(continuous_bernoulli_log_norm(logits), event_dims)
+    return bernoulli_nll(logits, x, event_dims) - log_norm
+
+
+def continuous_bernoulli_mean(logits: torch.Tensor) -> torch.Tensor:
+    """E[x] under CB(lambda): lambda / (2 lambda - 1) + 1 / (2 artanh(1 - 2 lambda)).
+
+    In logits: sigmoid(l) / tanh(l/2) - 1/l; 1/2 + l/12 near l = 0. Not lambda itself,
+    which is why pictures of a CB decoder must use this rather than the sigmoid.
+    """
+    logits = at_least_fp32(logits)
+    small = logits.abs() < _CB_TAYLOR
+    safe = torch.where(small, torch.ones_like(logits), logits)
+    closed = torch.sigmoid(safe) / torch.tanh(safe / 2) - 1 / safe
+    return torch.where(small, 0.5 + logits / 12, closed)
+
+
+def gaussian_nll(
+    mean_logits: torch.Tensor,
+    x: torch.Tensor,
+    logvar: torch.Tensor | float,
+    event_dims: int = 3,
+) -> torch.Tensor:
+    """-log N(x; sigmoid(mean_logits), exp(logvar)) summed over pixels."""
+    mean = torch.sigmoid(at_least_fp32(mean_logits))
+    logvar = torch.as_tensor(logvar, dtype=mean.dtype, device=mean.device)
+    nll = 0.5 * (LOG_2PI + logvar + (x.to(mean.dtype) - mean).pow(2) * torch.exp(-logvar))
+    return _sum_event(nll.expand(torch.broadcast_shapes(nll.shape, mean.shape)), event_dims)
+
+
+def learned_logvar(raw: torch.Tensor, sigma_floor: float) -> torch.Tensor:
+    """Per-pixel log-variance from the decoder's second map, never below log floor^2.
+
+    softplus keeps a gradient everywhere, unlike a hard clamp.
+    """
+    return 2 * math.log(sigma_floor) + F.softplus(at_least_fp32(raw))
+
+
+@dataclass(frozen=True)
+class Likelihood:
+    """A likelihood bound to its settings: `nll(params, x, event_dims)`, `mean(params)`."""
+
+    name: str
+    params_per_channel: int
+    nll: Callable[..., torch.Tensor]
+    mean: Callable[[torch.Tensor], torch.Tensor]
+    continuous: bool  # a density on [0, 1]^D, so its NLL is comparable across models
+
+
+def _split(params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two maps per channel of a two-parameter decoder, along the channel dimension."""
+    return params.chunk(2, dim=-3)
+
+
+def _gaussian_learned_nll(
+    params: torch.Tensor, x: torch.Tensor, event_dims: int = 3, sigma: float = 0.1
+) -> torch.Tensor:
+    mean_logits, raw = _split(params)
+    return gaussian_nll(mean_logits, x, learned_logvar(raw, sigma), event_dims)
+
+
+def _first_map_mean(params: torch.Tensor) -> torch.Tensor:
+    return torch.sigmoid(at_least_fp32(_split(params)[0]))
+
+
+def _sigmoid_mean(params: torch.Tensor) -> torch.Tensor:
+    return torch.sigmoid(at_least_fp32(params))
+
+
+def _gaussian_fixed(sigma: float) -> Likelihood:
+    logvar = 2 * math.log(sigma)
+
+    def nll(params: torch.Tensor, x: torch.Tensor, event_dims: int = 3) -> torch.Tensor:
+        return gaussian_nll(params, x, logvar, event_dims)
+
+    return Likelihood("gaussian", 1, nll, _sigmoid_mean, continuous=True)
+
+
+LIKELIHOODS: dict[str, Callable[[float], Likelihood]] = {
+    "bernoulli": lambda _: Likelihood("bernoulli", 1, bernoulli_nll, _sigmoid_mean, False),
+    "gaussian": _gaussian_fixed,
+    "gaussian-learned": lambda sigma: Likelihood(
+        "gaussian-learned", 2, partial(_gaussian_learned_nll, sigma=sigma), _first_map_mean, True
+    ),
+    "continuous-bernoulli": lambda _: Likelihood(
+        "continuous-bernoulli", 1, continuous_bernoulli_nll, continuous_bernoulli_mean, True
+    ),
+}
+LIKELIHOOD_NAMES = tuple(LIKELIHOODS)
+
+
+def get_likelihood(name: str, sigma: float = 0.1) -> Likelihood:
+    """The likelihood called `name`, with `sigma` (fixed sigma, or floor) bound in."""
+    if name not in LIKELIHOODS:
+        raise ValueError(f"unknown likelihood {name!r}; known: {', '.join(LIKELIHOOD_NAMES)}")
+    return LIKELIHOODS[name](sigma)

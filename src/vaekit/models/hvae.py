@@ -1,0 +1,170 @@
+"""A hierarchical VAE with top-down inference (Ladder VAE, Sønderby et al. 2016; the
+structure NVAE and VDVAE scale up), sized for a CPU: dense residual cells.
+
+Bottom-up, the image passes through `groups` residual cells; each cell's output
+feeds one latent group, the deepest feeding the top. Top-down, a learned state h
+starts at the top; for each group g (top first):
+
+    prior      p(z_g | z_<g) = N(mu_p, var_p) from h        (group 0: N(0, I))
+    posterior  q(z_g | x, z_<g) = N(mu_q, var_q) from [h, bottom-up feature g]
+    h          <- cell(h + W z_g)
+
+The top-down path is shared by inference and generation (the generator is the
+prior path with z drawn from p), so each group's KL(q || p) is in closed form
+given the groups above it, reported per group. Width `hidden_dim`, `groups`
+groups of `latent_dim` units each. Bad updates are skipped by the train loop's
+--skip-grad-norm, as VDVAE does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from vaekit.config import ModelConfig
+from vaekit.likelihoods import Likelihood
+from vaekit.models.base import VAE, Latent, VAEOutput
+from vaekit.models.blocks import ResidualCell, gaussian_params
+from vaekit.models.registry import register
+
+Params = tuple[torch.Tensor, torch.Tensor] | None
+# pick(group, posterior params or None, prior params or None) -> z for that group
+Pick = Callable[[int, Params, Params], torch.Tensor]
+
+
+class TopDownBlock(nn.Module):
+    """One latent group of the top-down path: its prior, posterior and update of h."""
+
+    def __init__(self, width: int, latent: int, top: bool) -> None:
+        super().__init__()
+        self.prior = None if top else nn.Linear(width, 2 * latent)
+        self.posterior = nn.Linear(2 * width, 2 * latent)
+        self.project = nn.Linear(latent, width)
+        self.cell = ResidualCell(width)
+
+
+@register("hvae")
+class HierarchicalVAE(VAE):
+    """Top-down hierarchical VAE: `groups` latent groups, dense residual cells."""
+
+    def __init__(
+        self, config: ModelConfig, image_shape: tuple[int, int, int], likelihood: Likelihood
+    ) -> None:
+        super().__init__(image_shape, config.latent_dim, likelihood)
+        width, self.groups = config.hidden_dim, config.groups
+        self.stem = nn.Linear(math.prod(image_shape), width)
+        self.bottom_up = nn.ModuleList(ResidualCell(width) for _ in range(self.groups))
+        self.h_top = nn.Parameter(torch.zeros(width))
+        self.blocks = nn.ModuleList(
+            TopDownBlock(width, config.latent_dim, top=g == 0) for g in range(self.groups)
+        )
+        self.head = nn.Sequential(
+            ResidualCell(width), nn.SiLU(), nn.Linear(width, math.prod(self.output_shape))
+        )
+
+    @property
+    def noise_dim(self) -> int:
+        return self.groups * self.latent_dim
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Bottom-up features, ordered as the top-down groups use them (deepest first)."""
+        h = self.stem(x.flatten(1))
+        out = []
+        for cell in self.bottom_up:
+            h = cell(h)
+            out.append(h)
+        return out[::-1]
+
+    def top_down(
+        self, n: int, feats: list[torch.Tensor] | None, pick: Pick
+    ) -> tuple[torch.Tensor, list[Latent]]:
+        """Run the top-down path for n examples; `pick` chooses each group's z."""
+        h = self.h_top.expand(n, -1)
+        latents = []
+        for g, block in enumerate(self.blocks):
+            prior = None if block.prior is None else gaussian_params(block.prior(h))
+            posterior = None
+            if feats is not None:
+                posterior = gaussian_params(block.posterior(torch.cat([h, feats[g]], dim=-1)))
+            z = pick(g, posterior, prior)
+            if posterior is not None:
+                p_mu, p_logvar = prior if prior is not None else (None, None)
+                latents.append(Latent(z, *posterior, p_mu, p_logvar))
+            h = block.cell(h + block.project(z))
+        return self.head(h).view(n, *self.output_shape), latents
+
+    def _group_noise(self, noise: torch.Tensor, g: int) -> torch.Tensor:
+        return noise[:, g * self.latent_dim : (g + 1) * self.latent_dim]
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
+        k: int | None = None,
+    ) -> VAEOutput:
+        batch, feats = x.shape[0], self.features(x)
+        n = batch if k is None else batch * k
+        if k is not None:  # the bottom-up pass runs once; its features serve all k samples
+            feats = [f.repeat_interleave(k, dim=0) for f in feats]
+        if noise is None:
+            noise = torch.randn((n, self.noise_dim), generator=generator, device=x.device)
+        noise = noise.reshape(n, self.noise_dim).to(feats[0].dtype)
+
+        def sample_posterior(g: int, posterior: Params, prior: Params) -> torch.Tensor:
+            mu, logvar = posterior
+            return self.reparameterize(mu, logvar, noise=self._group_noise(noise, g))
+
+        params, latents = self.top_down(n, feats, sample_posterior)
+        if k is not None:
+            params = params.unflatten(0, (batch, k))
+            latents = [_unflatten_latent(latent, batch, k) for latent in latents]
+        return VAEOutput(latents, params)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The top group's posterior (its prior is N(0, I)): what the latent plots show."""
+        h = self.h_top.expand(x.shape[0], -1)
+        return gaussian_params(self.blocks[0].posterior(torch.cat([h, self.features(x)[0]], -1)))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """The top group at z, every lower group at its prior mean."""
+
+        def pick(g: int, posterior: Params, prior: Params) -> torch.Tensor:
+            return z if g == 0 else prior[0]
+
+        return self.top_down(z.shape[0], None, pick)[0]
+
+    def generate(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Ancestral sampling: each group drawn from its prior given the groups above."""
+        noise = self.noise(n, generator=generator)
+
+        def pick(g: int, posterior: Params, prior: Params) -> torch.Tensor:
+            eps = self._group_noise(noise, g)
+            return eps if prior is None else self.reparameterize(*prior, noise=eps)
+
+        return self.top_down(n, None, pick)[0]
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Every group at its posterior mean given the groups above."""
+
+        def pick(g: int, posterior: Params, prior: Params) -> torch.Tensor:
+            return posterior[0]
+
+        return self.top_down(x.shape[0], self.features(x), pick)[0]
+
+
+def _unflatten_latent(latent: Latent, batch: int, k: int) -> Latent:
+    def split(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t.unflatten(0, (batch, k))
+
+    return Latent(
+        split(latent.z),
+        split(latent.q_mu),
+        split(latent.q_logvar),
+        split(latent.p_mu),
+        split(latent.p_logvar),
+        latent.analytic_kl,
+    )
