@@ -50,13 +50,16 @@ def _train(tmp_path: Path, mnist_dir: Path, **model: object) -> Path:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, mnist_dir) -> dict[str, Path]:
-    """One short run per decoder: an MLP with a 2-D latent, a small conv with a 3-D one."""
+    """One short run per decoder: an MLP with a 2-D latent, a small conv with a 3-D one,
+    the IWAE paper's one- and two-layer nets (tanh layers) with 3-D top latents."""
     base = tmp_path_factory.mktemp("explore")
     return {
         "mlp": _train(base / "mlp", mnist_dir, hidden_dim=64),
         "conv": _train(
             base / "conv", mnist_dir, name="conv", latent_dim=3, hidden_dim=32, channels=8
         ),
+        "iwae-1l": _train(base / "iwae-1l", mnist_dir, name="iwae-1l", latent_dim=3, hidden_dim=32),
+        "iwae-2l": _train(base / "iwae-2l", mnist_dir, name="iwae-2l", latent_dim=3, hidden_dim=32),
     }
 
 
@@ -90,6 +93,8 @@ def _run_ops(ops: list[dict], tensors: dict[str, np.ndarray], z: np.ndarray) -> 
             x = tensors[op["weight"]] @ x + tensors[op["bias"]]
         elif op["op"] == "relu":
             x = np.maximum(x, 0)
+        elif op["op"] == "tanh":
+            x = np.tanh(x)
         elif op["op"] == "reshape":
             x = x.reshape(op["shape"])
         elif op["op"] == "conv_transpose2d":
@@ -109,7 +114,7 @@ def _run_ops(ops: list[dict], tensors: dict[str, np.ndarray], z: np.ndarray) -> 
     return 1 / (1 + np.exp(-x.ravel()))
 
 
-@pytest.mark.parametrize("name", ["mlp", "conv"])
+@pytest.mark.parametrize("name", ["mlp", "conv", "iwae-1l", "iwae-2l"])
 def test_exported_operations_are_the_decoder(runs, name):
     model = vaekit.load(runs[name], device="cpu")
     packed = explore.pack_decoder(model)
@@ -269,7 +274,7 @@ def _record(name: str, value: object) -> None:
     print(f"{name}: {value}")
 
 
-@pytest.mark.parametrize("name", ["mlp", "conv"])
+@pytest.mark.parametrize("name", ["mlp", "conv", "iwae-1l"])
 def test_browser_decoder_matches_pytorch(browser, runs, pages, name):
     _open(browser, pages[name].as_uri())
     model = vaekit.load(runs[name], device="cpu")

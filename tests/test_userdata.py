@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -141,15 +144,20 @@ def _cli_train(*args):
     return main([*base, *args])
 
 
-def test_train_on_a_folder_of_colour_pngs(tmp_path, capsys):
-    from vaekit import checkpoint
-
+def _colour_folder(root: Path, n: int = 40) -> Path:
     rng = np.random.default_rng(0)
-    for i in range(40):
+    for i in range(n):
         cls = "red" if i % 2 else "blue"
         pixels = rng.integers(0, 80, (24, 20, 3), dtype=np.uint8)
         pixels[..., 0 if cls == "red" else 2] += 150
-        _save(tmp_path / "imgs" / cls / f"{i}.png", pixels)
+        _save(root / "imgs" / cls / f"{i}.png", pixels)
+    return root / "imgs"
+
+
+def test_train_on_a_folder_of_colour_pngs(tmp_path, capsys):
+    from vaekit import checkpoint
+
+    _colour_folder(tmp_path)
     out = tmp_path / "run"
     code = _cli_train(
         "--data",
@@ -167,6 +175,32 @@ def test_train_on_a_folder_of_colour_pngs(tmp_path, capsys):
     assert checkpoint.load(out).image_shape == (3, 32, 32)
     samples = np.asarray(Image.open(out / "samples.png"))
     assert samples.shape == (2 * (8 * 34 + 2), 2 * (8 * 34 + 2), 3)
+
+
+@pytest.mark.parametrize(
+    ("model", "likelihood", "size"),
+    [
+        ("conv", "gaussian", 32),
+        ("conv", "gaussian-learned", 32),
+        ("resconv", "continuous-bernoulli", 64),
+    ],
+)
+def test_colour_likelihood_is_chosen_in_the_config(tmp_path, capsys, model, likelihood, size):
+    """Colour images with each continuous likelihood: the loss falls, the samples are RGB."""
+    from vaekit import checkpoint
+
+    folder = _colour_folder(tmp_path)
+    out = tmp_path / "run"
+    args = ["--data", f"folder:{folder}", "--image-size", str(size), "--model", model]
+    args += ["--likelihood", likelihood, "--latent-dim", "4", "--channels", "8"]
+    args += ["--epochs", "6", "--lr", "0.003", "--out", str(out)]
+    assert _cli_train(*args) == 0, capsys.readouterr().err
+    ckpt = checkpoint.load(out)
+    assert ckpt.image_shape == (3, size, size) and ckpt.config.model.likelihood == likelihood
+    losses = [json.loads(line)["train_loss"] for line in (out / "metrics.jsonl").open()]
+    assert losses[-1] < losses[0] - 0.05 * abs(losses[0]), losses
+    samples = np.asarray(Image.open(out / "samples.png"))
+    assert samples.ndim == 3 and samples.shape[2] == 3
 
 
 def test_train_on_an_npy_array(tmp_path, capsys):

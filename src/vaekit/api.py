@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from vaekit import checkpoint, fid
+from vaekit import checkpoint, fid, pretrained
 from vaekit import evaluate as evaluation
 from vaekit.config import EvalConfig, RunConfig
 from vaekit.data import Split, load_data
@@ -35,6 +35,11 @@ def load(path: str | Path, device: str = "auto") -> VAE:
         ) from None
     model.run_config = ckpt.config
     return model.to(resolve_device(device)).eval()
+
+
+def load_pretrained(name: str, device: str = "auto") -> VAE:
+    """A model shipped with vaekit (see `vaekit.pretrained.names()`), offline, in eval mode."""
+    return load(pretrained.path(name), device)
 
 
 def train(config: RunConfig | None = None, run_dir: str | Path = "runs/default", **kwargs) -> Path:

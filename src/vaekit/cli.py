@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vaekit import api, checkpoint, pictures, presets, report
+from vaekit import api, checkpoint, pictures, presets, pretrained, report
 from vaekit.bench import suite as bench_suite
 from vaekit.config import (
     EvalConfig,
@@ -88,14 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(train)
 
     sample = sub.add_parser("sample", help="decode draws from the prior into a PNG grid")
-    sample.add_argument("checkpoint", type=Path, help="run folder or checkpoint file")
+    _add_model_source(sample)
     sample.add_argument("-n", type=int, default=64, help="number of images (default 64)")
     sample.add_argument("-o", "--output", type=Path, default=Path("samples.png"))
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
 
     recon = sub.add_parser("reconstruct", help="test images above their reconstructions")
-    recon.add_argument("checkpoint", type=Path, help="run folder or checkpoint file")
+    _add_model_source(recon)
     recon.add_argument("-n", type=int, default=32, help="number of test images (default 32)")
     recon.add_argument("-o", "--output", type=Path, default=Path("reconstructions.png"))
     recon.add_argument("--data-dir", help="where the dataset's files are")
@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser(
         "evaluate", help="test -ELBO, log-likelihood (importance-weighted), active units, FID"
     )
-    evaluate.add_argument("checkpoint", type=Path, help="run folder or checkpoint file")
+    _add_model_source(evaluate)
     evaluate.add_argument(
         "-o", "--output", type=Path, help="JSON file (default: eval.json beside the checkpoint)"
     )
@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     explore = sub.add_parser(
         "explore", help="write a web page that decodes the latent space live in the browser"
     )
-    explore.add_argument("checkpoint", type=Path, help="run folder or checkpoint file")
+    _add_model_source(explore)
     explore.add_argument(
         "-o", "--output", type=Path, help="folder for the page (default: explorer/ beside it)"
     )
@@ -152,9 +152,38 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", type=Path, default=Path("bench.json"), help="JSON report")
     bench.add_argument("--markdown", type=Path, default=Path("bench.md"), help="Markdown report")
 
+    export = sub.add_parser(
+        "export", help="write a run's weights (no optimiser state) with its figures, to share"
+    )
+    export.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run folder")
+    export.add_argument("-o", "--output", type=Path, required=True, help="the .safetensors file")
+    export.add_argument(
+        "--eval",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="an eval JSON in the run folder whose figures travel with the weights (repeatable)",
+    )
+
     sub.add_parser("models", help="list the registered model architectures")
     sub.add_parser("presets", help="list the named configurations for `train --preset`")
     return parser
+
+
+def _add_model_source(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", type=Path, nargs="?", help="run folder or checkpoint file")
+    parser.add_argument(
+        "--pretrained",
+        metavar="NAME",
+        help="a model shipped with vaekit instead (" + ", ".join(pretrained.names()) + ")",
+    )
+
+
+def _model_source(args: argparse.Namespace) -> Path:
+    """The checkpoint a command reads: the positional path, or a shipped model's file."""
+    if (args.checkpoint is None) == (args.pretrained is None):
+        raise ConfigError("give a run folder / checkpoint, or --pretrained NAME (one of them)")
+    return pretrained.path(args.pretrained) if args.pretrained else args.checkpoint
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -220,13 +249,13 @@ def _positive(n: int, what: str) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
-    model = api.load(args.checkpoint, args.device)
+    model = api.load(_model_source(args), args.device)
     images = pictures.sample(model, _positive(args.n, "-n"), args.seed)
     print(f"Wrote {pictures.save_png(pictures.grid(images), args.output, scale=2)}")
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> None:
-    model = api.load(args.checkpoint, args.device)
+    model = api.load(_model_source(args), args.device)
     data = model.run_config.data
     test = load_data(dataclasses.replace(data, limit=None), "test", args.data_dir)
     x = to_unit(test.images[: _positive(args.n, "-n")]).to(next(model.parameters()).device)
@@ -261,10 +290,12 @@ def _eval_config(args: argparse.Namespace) -> EvalConfig:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    source = _model_source(args)
     result = api.evaluate_model(
-        args.checkpoint, _eval_config(args), args.data_dir, progress=not args.no_progress
+        source, _eval_config(args), args.data_dir, progress=not args.no_progress
     )
-    out = args.output or checkpoint.resolve_path(args.checkpoint).parent / report.EVAL_FILE
+    beside = Path(f"eval-{args.pretrained}.json") if args.pretrained else None
+    out = args.output or beside or checkpoint.resolve_path(source).parent / report.EVAL_FILE
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     config = result["config"]
@@ -287,8 +318,10 @@ def cmd_plot(args: argparse.Namespace) -> None:
 def cmd_explore(args: argparse.Namespace) -> None:
     from vaekit import explore  # http.server and the page's assets: only when asked for
 
-    out = args.output or checkpoint.resolve_path(args.checkpoint).parent / "explorer"
-    page = explore.write_explorer(args.checkpoint, out, args.data_dir, args.points, args.device)
+    source = _model_source(args)
+    default = Path(f"explorer-{args.pretrained}") if args.pretrained else None
+    out = args.output or default or checkpoint.resolve_path(source).parent / "explorer"
+    page = explore.write_explorer(source, out, args.data_dir, args.points, args.device)
     print(f"Wrote {page}")
     if args.serve:
         explore.serve(out, args.port, announce=lambda line: print(line, flush=True))
@@ -310,6 +343,10 @@ def cmd_bench(args: argparse.Namespace) -> None:
         print(f"Wrote {path}")
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    print(f"Wrote {pretrained.export(args.run_dir, args.output, tuple(args.eval))}")
+
+
 def cmd_models(args: argparse.Namespace) -> None:
     for name, cls in sorted(MODELS.items()):
         print(f"{name:8s} {(cls.__doc__ or '').strip().splitlines()[0]}")
@@ -328,6 +365,7 @@ COMMANDS = {
     "plot": cmd_plot,
     "explore": cmd_explore,
     "bench": cmd_bench,
+    "export": cmd_export,
     "models": cmd_models,
     "presets": cmd_presets,
 }

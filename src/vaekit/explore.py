@@ -8,7 +8,7 @@ and `serve` serves that folder on localhost. The page needs no server and no net
 opened from disk (file://), Chromium refuses fetch() of local files but runs a local
 <script src>, so the data travel as a script rather than as .bin/.json files.
 
-The decoder is described as a short list of operations (linear, relu, reshape,
+The decoder is described as a short list of operations (linear, relu, tanh, reshape,
 conv_transpose2d) over named float32 tensors; explorer.js interprets that list,
 then applies the sigmoid that turns the decoder's logits into pixel means.
 """
@@ -49,6 +49,8 @@ def _op(name: str, module: nn.Module) -> dict[str, Any]:
         return {"op": "linear", "weight": f"{name}.weight", "bias": f"{name}.bias"}
     if isinstance(module, nn.ReLU):
         return {"op": "relu"}
+    if isinstance(module, nn.Tanh):
+        return {"op": "tanh"}
     if isinstance(module, nn.Unflatten):
         return {"op": "reshape", "shape": list(module.unflattened_size)}
     if isinstance(module, nn.ConvTranspose2d):
@@ -84,10 +86,25 @@ def _conv_ops(model: VAE) -> list[dict[str, Any]]:
     return [_op(f"decoder.{name}", m) for name, m in model.decoder.named_children()]
 
 
+def _iwae_1l_ops(model: VAE) -> list[dict[str, Any]]:
+    # IWAE1L.decode: two tanh layers, a linear layer, then view as an image.
+    return [*_conv_ops(model), {"op": "reshape", "shape": list(model.output_shape)}]
+
+
+def _iwae_2l_ops(model: VAE) -> list[dict[str, Any]]:
+    # IWAE2L.decode: z2 -> E[z1|z2] (p_z1's tanh body and mean layer) -> p(x|z1).
+    body = [_op(f"p_z1.body.{name}", m) for name, m in model.p_z1.body.named_children()]
+    to_x = [_op(f"p_x.{name}", m) for name, m in model.p_x.named_children()]
+    reshape = {"op": "reshape", "shape": list(model.output_shape)}
+    return [*body, _op("p_z1.mu", model.p_z1.mu), *to_x, reshape]
+
+
 # Model name -> its decoder as operations. A new architecture joins the explorer here.
 DECODER_OPS: dict[str, Callable[[VAE], list[dict[str, Any]]]] = {
     "mlp": _mlp_ops,
     "conv": _conv_ops,
+    "iwae-1l": _iwae_1l_ops,
+    "iwae-2l": _iwae_2l_ops,
 }
 
 

@@ -81,6 +81,15 @@
         },
       };
     },
+    tanh(op, shape) {
+      return {
+        shape,
+        run(x) {
+          for (let i = 0; i < x.length; i++) x[i] = Math.tanh(x[i]);
+          return x;
+        },
+      };
+    },
     reshape(op, shape) {
       if (size(op.shape) !== size(shape)) throw new Error(`reshape ${shape} to ${op.shape}`);
       return { shape: op.shape, run: (x) => x };

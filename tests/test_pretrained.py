@@ -1,0 +1,80 @@
+"""Weights shipped in the package: offline sampling, their stored figures, export."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import vaekit
+from vaekit import checkpoint, pretrained
+from vaekit.cli import main
+from vaekit.config import RunConfig
+
+
+def test_mnist_seed_ships_small_weights_only_with_its_figures():
+    assert "mnist-seed" in pretrained.names()
+    path = pretrained.path("mnist-seed")
+    assert path.stat().st_size < 5 * 2**20
+    ckpt = checkpoint.load(path)
+    assert ckpt.optimizer_state is None and ckpt.rng_state == {}
+    assert ckpt.config.data.data_dir is None  # no folder of the machine that trained it
+    assert ckpt.config.model == RunConfig().model  # the seed's architecture
+    figures = pretrained.figures("mnist-seed")
+    for protocol in ("none", "dynamic"):
+        entry = figures[protocol]
+        assert entry["k"] == 5000 and entry["active_units"] == 2
+        # the importance-weighted bound is tighter than the ELBO, by a few nats for this model
+        assert 0 < entry["neg_elbo_nats"] - entry["nll_nats"] < 10
+
+
+def test_sample_pretrained_offline(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("VAEKIT_DATA_DIR", str(tmp_path / "nothing-here"))
+    out = tmp_path / "samples.png"
+    assert main(["sample", "--pretrained", "mnist-seed", "-o", str(out), "-n", "16"]) == 0
+    image = np.asarray(Image.open(out))
+    assert image.shape == (2 * (2 * 30 + 2), 2 * (8 * 30 + 2))
+    assert image.std() > 20, "a blank grid: the weights did not load"
+
+
+def test_load_pretrained_decodes_like_the_file(tmp_path):
+    model = vaekit.load_pretrained("mnist-seed", device="cpu")
+    again = vaekit.load(pretrained.path("mnist-seed"), device="cpu")
+    z = torch.randn(5, 2, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(vaekit.decode(model, z), vaekit.decode(again, z))
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["sample"], "one of them"),
+        (["sample", "some-run", "--pretrained", "mnist-seed"], "one of them"),
+        (["sample", "--pretrained", "nope"], "no pretrained model 'nope'"),
+    ],
+)
+def test_model_source_errors(args, fragment, capsys):
+    assert main(args) == 2
+    assert fragment in capsys.readouterr().err
+
+
+def test_export_keeps_the_weights_and_the_figures(small_config, tmp_path):
+    small_config.train.epochs = 1
+    run = vaekit.train(small_config, tmp_path / "run", progress=False, log=lambda _: None)
+    report = {
+        "binarize": "none",
+        "neg_elbo": {"nats": 200.0},
+        "iwae": {"nll_nats": 195.0, "stderr_nats": 1.0, "k": 10},
+        "latent": {"active_units": 2},
+    }
+    (run / "eval.json").write_text(json.dumps(report))
+    out = tmp_path / "shared.safetensors"
+    assert main(["export", str(run), "-o", str(out), "--eval", "eval.json"]) == 0
+    original, exported = checkpoint.load(run), checkpoint.load(out)
+    assert exported.optimizer_state is None
+    assert exported.progress["figures"]["none"]["nll_nats"] == 195.0
+    for key, value in original.model_state.items():
+        assert torch.equal(exported.model_state[key], value)
+    assert out.stat().st_size < (run / checkpoint.FILENAME).stat().st_size / 2
