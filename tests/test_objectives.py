@@ -11,13 +11,18 @@ from vaekit.bench.seed_reference import loss_function as seed_loss_function
 from vaekit.models.base import VAE, Latent, VAEOutput
 from vaekit.objectives import (
     bernoulli_nll,
+    free_bits_kl,
     gaussian_kl,
+    gaussian_kl_between,
     gaussian_kl_per_dim,
     gaussian_log_prob,
     importance_weighted_log_likelihood,
+    latent_kl,
     log_importance_weights,
+    log_weights,
     negative_elbo,
     standard_normal_log_prob,
+    training_terms,
 )
 
 
@@ -149,3 +154,189 @@ def test_bernoulli_nll_broadcasts_one_image_against_k_samples():
     for b in range(3):
         for i in range(4):
             torch.testing.assert_close(got[b, i], bernoulli_nll(logits[b, i : i + 1], x[b])[0])
+
+
+# ----------------------------------------------------- training objectives over an output
+
+
+def _random_output(seed: int = 0, batch: int = 6, k: int | None = None, groups: int = 2):
+    """A hand-made output: binary images, decoder logits and `groups` latent groups (the
+    second with a prior N(p_mu, p_var)), with z drawn from q; (B, k, ...) when k is given."""
+    g = torch.Generator().manual_seed(seed)
+    lead = (batch,) if k is None else (batch, k)
+    x = (torch.rand(batch, 1, 4, 4, generator=g, dtype=torch.float64) > 0.5).double()
+    logits = 2 * torch.randn(*lead, 1, 4, 4, generator=g, dtype=torch.float64)
+    latents = []
+    for group in range(groups):
+        mu, logvar = (torch.randn(batch, 1, 3, generator=g, dtype=torch.float64) for _ in "ml")
+        if k is None:
+            mu, logvar = mu[:, 0], logvar[:, 0]
+        eps = torch.randn(*lead, 3, generator=g, dtype=torch.float64)
+        z = mu + eps * torch.exp(0.5 * logvar)
+        prior = (None, None)
+        if group:
+            prior = tuple(torch.randn(*lead, 3, generator=g, dtype=torch.float64) for _ in "ml")
+        latents.append(Latent(z, mu, logvar, *prior))
+    return x, VAEOutput(latents, logits)
+
+
+def _log_w_reference(x, out) -> torch.Tensor:
+    """log p(x|z) + sum_g [log p(z_g) - log q(z_g)] through torch.distributions."""
+    target = x if out.params.dim() == x.dim() else x[:, None]
+    log_px = torch.distributions.Bernoulli(logits=out.params).log_prob(target).sum((-3, -2, -1))
+    log_ratio = 0.0
+    for latent in out.latents:
+        q = torch.distributions.Normal(latent.q_mu, torch.exp(0.5 * latent.q_logvar))
+        if latent.p_mu is None:
+            p = torch.distributions.Normal(0.0, 1.0)
+        else:
+            p = torch.distributions.Normal(latent.p_mu, torch.exp(0.5 * latent.p_logvar))
+        log_ratio = log_ratio + (p.log_prob(latent.z) - q.log_prob(latent.z)).sum(-1)
+    return log_px + log_ratio
+
+
+def _first_sample(latent: Latent, analytic_kl: bool) -> Latent:
+    """The group at its first sample, without the k dimension."""
+
+    def first(t):
+        return None if t is None else t[:, 0]
+
+    parts = (latent.z, latent.q_mu, latent.q_logvar, latent.p_mu, latent.p_logvar)
+    return Latent(*(first(t) for t in parts), analytic_kl=analytic_kl)
+
+
+def test_iwae_terms_with_one_sample_are_the_sampled_elbo():
+    """k = 1: -L_1 = -log w, the ELBO with its KL estimated at the same sample; and the elbo
+    objective on the same sample, with every KL estimated from it, gives the same number."""
+    x, out = _random_output(1, k=1)
+    terms = training_terms(x, out, objective="iwae")
+    expected = -_log_w_reference(x, out)[:, 0]
+    torch.testing.assert_close(terms["loss"], expected)
+    torch.testing.assert_close(terms["loss"], -log_weights(x, out)[:, 0])
+    torch.testing.assert_close(terms["objective"], expected.sum())
+    torch.testing.assert_close(terms["recon"] + terms["kl"], terms["loss"])
+    # the elbo path on the sample without its k dimension, KL from the sample
+    first = [_first_sample(latent, analytic_kl=False) for latent in out.latents]
+    elbo = training_terms(x, VAEOutput(first, out.params[:, 0]), objective="elbo")
+    torch.testing.assert_close(elbo["loss"], expected)
+    torch.testing.assert_close(elbo["objective"], expected.sum())
+
+
+def test_iwae_terms_are_log_mean_exp_of_the_weights():
+    x, out = _random_output(2, k=7)
+    terms = training_terms(x, out, objective="iwae")
+    log_w = _log_w_reference(x, out)
+    assert log_w.shape == (6, 7)
+    expected = -(torch.logsumexp(log_w, dim=1) - math.log(7))
+    torch.testing.assert_close(terms["loss"], expected)
+    torch.testing.assert_close(terms["objective"], expected.sum())
+    # recon and kl are the sample means, and the bound is tighter than their sum (Jensen)
+    recon = -torch.distributions.Bernoulli(logits=out.params).log_prob(x[:, None]).sum((2, 3, 4))
+    torch.testing.assert_close(terms["recon"], recon.mean(1))
+    torch.testing.assert_close(terms["kl"], (-log_w - recon).mean(1))
+    assert (terms["loss"] < terms["recon"] + terms["kl"]).all()
+
+
+def test_elbo_objective_with_beta_one_is_the_summed_negative_elbo():
+    x, out = _random_output(3)
+    terms = training_terms(x, out, kl_weight=1.0, free_bits=0.0)
+    reference = negative_elbo(x, out)
+    torch.testing.assert_close(terms["objective"], reference["loss"].sum())
+    for key in ("loss", "recon", "kl"):
+        torch.testing.assert_close(terms[key], reference[key])
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.25, 4.0])
+def test_kl_weight_scales_only_the_kl(beta):
+    x, out = _random_output(4)
+    terms = training_terms(x, out, kl_weight=beta)
+    reference = negative_elbo(x, out)
+    expected = reference["recon"].sum() + beta * reference["kl"].sum()
+    torch.testing.assert_close(terms["objective"], expected)
+    torch.testing.assert_close(terms["loss"], reference["loss"])  # reported unweighted
+
+
+def test_free_bits_floor_groups_below_lambda_and_stop_their_gradient():
+    """Group 0 sits near the prior (batch-mean KL < lambda), group 1 far from it: the first
+    contributes exactly batch * lambda with zero gradient, the second its KL and gradient.
+    The floor is on the batch mean, not per example: group 0 holds one example above lambda
+    and group 1 one below, and neither changes that."""
+    batch, lam = 5, 1.5
+    g = torch.Generator().manual_seed(5)
+    x = (torch.rand(batch, 1, 3, 3, generator=g, dtype=torch.float64) > 0.5).double()
+    logits = torch.randn(batch, 1, 3, 3, generator=g, dtype=torch.float64)
+    near = [0.1 * torch.randn(batch, 4, generator=g, dtype=torch.float64) for _ in "ml"]
+    far = [2 + torch.randn(batch, 4, generator=g, dtype=torch.float64) for _ in "ml"]
+    near[0][0] = 1.2  # one example of group 0 far from the prior
+    far[0][-1], far[1][-1] = 0.1, 0.0  # one example of group 1 near it
+    params = [t.requires_grad_() for t in near + far]
+    latents = [Latent(params[0], params[0], params[1]), Latent(params[2], params[2], params[3])]
+    out = VAEOutput(latents, logits)
+    kl_near, kl_far = gaussian_kl(*near), gaussian_kl(*far)
+    assert kl_near.mean() < lam < kl_far.mean()
+    assert kl_near[0] > lam and kl_far[-1] < lam
+    terms = training_terms(x, out, free_bits=lam)
+    recon = bernoulli_nll(logits, x)
+    expected = recon.sum() + batch * lam + kl_far.sum()
+    torch.testing.assert_close(terms["objective"], expected)
+    torch.testing.assert_close(terms["kl"], kl_near + kl_far)  # reported KL is not floored
+    terms["objective"].backward()
+    assert torch.equal(params[0].grad, torch.zeros_like(params[0]))
+    assert torch.equal(params[1].grad, torch.zeros_like(params[1]))
+    mu, logvar = (t.detach().requires_grad_() for t in params[2:])
+    gaussian_kl(mu, logvar).sum().backward()
+    torch.testing.assert_close(params[2].grad, mu.grad)
+    torch.testing.assert_close(params[3].grad, logvar.grad)
+    # the floor is on the batch mean, so it composes with the KL weight
+    weighted = training_terms(x, out, kl_weight=0.5, free_bits=lam)["objective"]
+    torch.testing.assert_close(weighted, recon.sum() + 0.5 * (batch * lam + kl_far.sum()))
+    # free_bits_kl itself, groups below and above
+    floored = free_bits_kl([kl_near, kl_far], lam)
+    torch.testing.assert_close(floored, batch * lam + kl_far.sum())
+
+
+def test_gaussian_kl_between_matches_torch_and_the_standard_prior_case():
+    g = torch.Generator().manual_seed(6)
+    q_mu, q_logvar, p_mu, p_logvar = (
+        torch.randn(8, 5, generator=g, dtype=torch.float64) for _ in range(4)
+    )
+    q = torch.distributions.Normal(q_mu, torch.exp(0.5 * q_logvar))
+    p = torch.distributions.Normal(p_mu, torch.exp(0.5 * p_logvar))
+    expected = torch.distributions.kl_divergence(q, p).sum(-1)
+    torch.testing.assert_close(gaussian_kl_between(q_mu, q_logvar, p_mu, p_logvar), expected)
+    zeros = torch.zeros_like(q_mu)
+    torch.testing.assert_close(
+        gaussian_kl_between(q_mu, q_logvar, zeros, zeros), gaussian_kl(q_mu, q_logvar)
+    )
+    assert torch.equal(gaussian_kl_between(q_mu, q_logvar, q_mu, q_logvar), torch.zeros(8).double())
+
+
+@pytest.mark.parametrize("with_prior", [False, True])
+def test_sampled_kl_is_the_log_ratio_and_averages_to_the_closed_form(with_prior):
+    """analytic_kl False: log q(z) - log p(z) at the sample; over 200k samples its mean is the
+    closed form within 4 standard errors."""
+    n = 200_000
+    q_mu = torch.tensor([0.7, -1.2, 0.0], dtype=torch.float64)
+    q_logvar = torch.tensor([-0.5, 0.8, -2.0], dtype=torch.float64)
+    p_mu = torch.tensor([0.3, 0.5, -1.0], dtype=torch.float64) if with_prior else None
+    p_logvar = torch.tensor([0.4, -0.3, 1.0], dtype=torch.float64) if with_prior else None
+    g = torch.Generator().manual_seed(7)
+    z = VAE.reparameterize(q_mu.expand(n, 3), q_logvar.expand(n, 3), g)
+
+    def expand(t):
+        return None if t is None else t.expand(n, 3)
+
+    sampled = Latent(z, expand(q_mu), expand(q_logvar), expand(p_mu), expand(p_logvar), False)
+    analytic = Latent(z, expand(q_mu), expand(q_logvar), expand(p_mu), expand(p_logvar), True)
+    estimate = latent_kl(sampled)
+    q = torch.distributions.Normal(q_mu, torch.exp(0.5 * q_logvar))
+    p = (
+        torch.distributions.Normal(p_mu, torch.exp(0.5 * p_logvar))
+        if with_prior
+        else torch.distributions.Normal(0.0, 1.0)
+    )
+    torch.testing.assert_close(estimate, (q.log_prob(z) - p.log_prob(z)).sum(-1))
+    closed = latent_kl(analytic)
+    torch.testing.assert_close(closed[0], torch.distributions.kl_divergence(q, p).sum())
+    stderr = estimate.std() / math.sqrt(n)
+    assert abs(estimate.mean() - closed[0]) < 4 * stderr

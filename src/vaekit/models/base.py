@@ -116,9 +116,9 @@ class VAE(nn.Module):
         Drawing it outside the model lets data-parallel training draw one global
         batch's noise on every rank and hand each rank its slice.
         """
-        device = next(self.parameters()).device
+        weight = next(self.parameters())
         shape = (n, self.noise_dim) if k is None else (n, k, self.noise_dim)
-        return torch.randn(shape, generator=generator, device=device)
+        return torch.randn(shape, generator=generator, device=weight.device, dtype=weight.dtype)
 
     def forward(
         self,
@@ -146,8 +146,10 @@ class VAE(nn.Module):
         return VAEOutput([Latent(z, mu, logvar)], params)
 
     def prior_sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        device = next(self.parameters()).device
-        return torch.randn(n, self.latent_dim, generator=generator, device=device)
+        weight = next(self.parameters())
+        return torch.randn(
+            n, self.latent_dim, generator=generator, device=weight.device, dtype=weight.dtype
+        )
 
     def generate(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Parameters of p(x|z) for n draws z ~ p(z): what `sample` pictures show."""
