@@ -289,3 +289,22 @@ def test_evaluate_command_errors_are_one_line(small_run, capsys, argv, fragment)
     assert main(["evaluate", str(small_run), *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert fragment in err and len(err.splitlines()) == 1
+
+
+def test_latent_statistics_cover_every_group():
+    """One-group models: q(z|x)'s means and closed-form KL; hierarchical ones: all groups."""
+    from vaekit.objectives import gaussian_kl_per_dim
+
+    torch.manual_seed(0)
+    x = torch.rand(40, 1, 28, 28, generator=torch.Generator().manual_seed(5))
+    mlp = build_model(ModelConfig(latent_dim=3, hidden_dim=32), (1, 28, 28)).eval()
+    means, kl, sizes = ev.latent_statistics(mlp, x, batch_size=16)
+    mu, logvar = ev.posterior_parameters(mlp, x)
+    assert sizes == [3]
+    torch.testing.assert_close(means, mu)
+    torch.testing.assert_close(kl, gaussian_kl_per_dim(mu, logvar).mean(0))
+    hvae = build_model(ModelConfig(name="hvae", latent_dim=4, hidden_dim=32, groups=3), (1, 28, 28))
+    means, kl, sizes = ev.latent_statistics(hvae.eval(), x, batch_size=16)
+    assert sizes == [4, 4, 4] and means.shape == (40, 12) and (kl >= 0).all()
+    top, _ = ev.posterior_parameters(hvae, x)
+    torch.testing.assert_close(means[:, :4], top)  # the top group's mean is encode's

@@ -21,7 +21,7 @@ from vaekit import fid
 from vaekit.config import EvalConfig
 from vaekit.data import Split, evaluation_images, to_unit
 from vaekit.models import VAE
-from vaekit.objectives import gaussian_kl_per_dim, log_weights, negative_elbo
+from vaekit.objectives import latent_kl_per_dim, log_weights, negative_elbo
 from vaekit.runtime import autocast, inference
 
 # Burda et al. (2015), section 5.2: unit u is active when Cov_x(E_q[z_u]) > 1e-2.
@@ -118,6 +118,26 @@ def posterior_parameters(
     return torch.cat(mus), torch.cat(logvars)
 
 
+def latent_statistics(
+    model: VAE, x: torch.Tensor, batch_size: int = 1000, precision: str = "fp32"
+) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """Posterior means of every latent group and KL per dimension, for float images x.
+
+    One pass with zero noise: each group at its posterior mean given the groups above
+    (for a one-group model, just q(z|x)'s mean). Returns the means (N, D_total), the KL
+    of each dimension against its prior averaged over x (D_total,), and the group sizes.
+    """
+    means, kls, sizes = [], [], []
+    with inference(model), autocast(x.device, precision):
+        for start in range(0, x.shape[0], batch_size):
+            batch = x[start : start + batch_size]
+            out = model(batch, noise=torch.zeros_like(model.noise(batch.shape[0])))
+            means.append(torch.cat([latent.q_mu.float() for latent in out.latents], dim=-1))
+            kls.append(torch.cat([latent_kl_per_dim(lat).float() for lat in out.latents], -1))
+            sizes = [latent.q_mu.shape[-1] for latent in out.latents]
+    return torch.cat(means), torch.cat(kls).mean(dim=0), sizes
+
+
 def active_units(mu: torch.Tensor, threshold: float = ACTIVE_THRESHOLD) -> tuple[int, torch.Tensor]:
     """(number of active units, variance over x of E_q[z_u] for each u) from means (N, D).
 
@@ -162,9 +182,8 @@ def evaluate(
     sums = elbo_sums(model, images, config.batch_size, config.seed, config.precision)
     elbo_terms = {key: value.item() / n for key, value in sums.items()}
     x = to_unit(images)
-    mu, logvar = posterior_parameters(model, x, config.batch_size, config.precision)
+    mu, kl_per_dim, group_sizes = latent_statistics(model, x, config.batch_size, config.precision)
     count, variance = active_units(mu)
-    kl_per_dim = gaussian_kl_per_dim(mu, logvar).mean(dim=0)
     timing["elbo_seconds"] = time.perf_counter() - started
 
     mark = time.perf_counter()
@@ -190,6 +209,7 @@ def evaluate(
         },
         "latent": {
             "dim": mu.shape[1],
+            "groups": group_sizes,
             "kl_per_dim": kl_per_dim.tolist(),
             "mean_variance": variance.tolist(),
             "active_units": count,

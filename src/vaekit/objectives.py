@@ -40,13 +40,19 @@ def gaussian_kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())
 
 
+def gaussian_kl_between_per_dim(
+    q_mu: torch.Tensor, q_logvar: torch.Tensor, p_mu: torch.Tensor, p_logvar: torch.Tensor
+) -> torch.Tensor:
+    """KL(N(q_mu, e^q_logvar) || N(p_mu, e^p_logvar)) per dimension, elementwise."""
+    ratio = torch.exp(q_logvar - p_logvar)
+    return 0.5 * (ratio + (q_mu - p_mu).pow(2) * torch.exp(-p_logvar) - 1 - (q_logvar - p_logvar))
+
+
 def gaussian_kl_between(
     q_mu: torch.Tensor, q_logvar: torch.Tensor, p_mu: torch.Tensor, p_logvar: torch.Tensor
 ) -> torch.Tensor:
     """KL(N(q_mu, e^q_logvar) || N(p_mu, e^p_logvar)), diagonal, summed over the last dimension."""
-    ratio = torch.exp(q_logvar - p_logvar)
-    kl = 0.5 * (ratio + (q_mu - p_mu).pow(2) * torch.exp(-p_logvar) - 1 - (q_logvar - p_logvar))
-    return kl.sum(dim=-1)
+    return gaussian_kl_between_per_dim(q_mu, q_logvar, p_mu, p_logvar).sum(dim=-1)
 
 
 def gaussian_log_prob(
@@ -103,6 +109,15 @@ def latent_log_ratio(latent: Latent) -> torch.Tensor:
         else gaussian_log_prob(z, *(at_least_fp32(t) for t in prior))
     )
     return log_p - gaussian_log_prob(z, q_mu, q_logvar)
+
+
+def latent_kl_per_dim(latent: Latent) -> torch.Tensor:
+    """KL(q || p) of one group per dimension, in closed form given the sampled parents."""
+    q_mu, q_logvar = at_least_fp32(latent.q_mu), at_least_fp32(latent.q_logvar)
+    prior = _prior(latent)
+    if prior is None:
+        return gaussian_kl_per_dim(q_mu, q_logvar)
+    return gaussian_kl_between_per_dim(q_mu, q_logvar, *(at_least_fp32(t) for t in prior))
 
 
 def latent_kl(latent: Latent) -> torch.Tensor:

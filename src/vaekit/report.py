@@ -34,9 +34,16 @@ PICTURES = (
         "Each row: a test image, decodes along the straight line between its posterior "
         "mean and another's, and the other test image.",
     ),
-    ("samples.png", "Images decoded from z ~ N(0, I) (Bernoulli means)."),
+    ("samples.png", "Images decoded from z ~ p(z) (the likelihood's means)."),
     ("reconstructions.png", "Test images (odd rows) above their reconstructions (even rows)."),
 )
+
+
+def _groups_note(sizes: list[int]) -> str:
+    """Which dimensions belong to which latent group, for hierarchical models."""
+    if len(sizes) < 2:
+        return ""
+    return "groups (top first) of " + " + ".join(str(n) for n in sizes) + " units"
 
 
 def eval_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -60,7 +67,7 @@ def eval_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
         (
             f"active units (Cov_x E[z_u|x] > {latent['active_threshold']:g})",
             f"{latent['active_units']} of {latent['dim']}",
-            "",
+            _groups_note(latent.get("groups", [])),
         ),
         ("KL per latent dimension", shown, "nats, test-set average"),
     ]
