@@ -78,3 +78,17 @@ def test_export_keeps_the_weights_and_the_figures(small_config, tmp_path):
     for key, value in original.model_state.items():
         assert torch.equal(exported.model_state[key], value)
     assert out.stat().st_size < (run / checkpoint.FILENAME).stat().st_size / 2
+
+
+def test_half_export_loads_into_float32(small_config, tmp_path):
+    small_config.train.epochs = 1
+    run = vaekit.train(small_config, tmp_path / "run", progress=False, log=lambda _: None)
+    full, half = tmp_path / "full.safetensors", tmp_path / "half.safetensors"
+    assert main(["export", str(run), "-o", str(full)]) == 0
+    assert main(["export", str(run), "-o", str(half), "--half"]) == 0
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    model = vaekit.load(half, device="cpu")
+    original = checkpoint.load(run).model_state
+    for name, value in model.state_dict().items():
+        assert value.dtype == torch.float32
+        torch.testing.assert_close(value, original[name].half().float(), rtol=0, atol=0)

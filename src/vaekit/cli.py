@@ -162,7 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="FILE",
-        help="an eval JSON in the run folder whose figures travel with the weights (repeatable)",
+        help="an eval JSON (path relative to the run folder) whose figures travel with the "
+        "weights (repeatable)",
+    )
+    export.add_argument(
+        "--half", action="store_true", help="store the weights as float16 (half the size)"
     )
 
     sub.add_parser("models", help="list the registered model architectures")
@@ -344,7 +348,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    print(f"Wrote {pretrained.export(args.run_dir, args.output, tuple(args.eval))}")
+    written = pretrained.export(args.run_dir, args.output, tuple(args.eval), args.half)
+    print(f"Wrote {written}")
 
 
 def cmd_models(args: argparse.Namespace) -> None:

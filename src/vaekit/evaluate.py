@@ -210,6 +210,7 @@ def evaluate(
         "latent": {
             "dim": mu.shape[1],
             "groups": group_sizes,
+            "kl_per_group": [part.sum().item() for part in kl_per_dim.split(group_sizes)],
             "kl_per_dim": kl_per_dim.tolist(),
             "mean_variance": variance.tolist(),
             "active_units": count,

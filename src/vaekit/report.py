@@ -71,6 +71,9 @@ def eval_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
         ),
         ("KL per latent dimension", shown, "nats, test-set average"),
     ]
+    if len(latent.get("groups", [])) > 1:
+        per_group = ", ".join(f"{v:.2f}" for v in latent["kl_per_group"])
+        rows.append(("KL per latent group (top first)", per_group, "nats, at the posterior means"))
     fid = result.get("fid")
     if fid:
         rows.append(

@@ -36,17 +36,26 @@ def figures(name: str) -> dict[str, Any]:
     return checkpoint.load(path(name)).progress.get("figures", {})
 
 
-def export(run_dir: str | Path, out: str | Path, eval_files: tuple[str, ...] = ()) -> Path:
+def export(
+    run_dir: str | Path,
+    out: str | Path,
+    eval_files: tuple[str, ...] = (),
+    half: bool = False,
+) -> Path:
     """A weights-only copy of a run's checkpoint, with its evaluations' headline figures.
 
     The config's data_dir is cleared: it names a folder on the machine that trained it.
+    `half` stores the weights as float16 (half the size; they load back into float32),
+    so figures meant to travel with them should come from evaluating the exported file.
     """
     run_dir = Path(run_dir)
     ckpt = checkpoint.load(run_dir)
+    if half:
+        ckpt.model_state = {key: value.half() for key, value in ckpt.model_state.items()}
     ckpt.config.data.data_dir = None
     found: dict[str, Any] = {}
     for name in eval_files:
-        report = json.loads((run_dir / name).read_text())
+        report = json.loads(Path(run_dir, name).read_text())
         found[report["binarize"]] = {
             "neg_elbo_nats": report["neg_elbo"]["nats"],
             "nll_nats": report["iwae"]["nll_nats"],
