@@ -100,7 +100,8 @@ def eval_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
 def format_table(rows: list[tuple[str, str, str]]) -> str:
     """Rows as aligned plain text for the terminal."""
     first = max(len(r[0]) for r in rows)
-    second = max(len(r[1]) for r in rows)
+    # Long values (a list of per-dimension KLs) overflow rather than widen every row.
+    second = max((len(r[1]) for r in rows if len(r[1]) <= 24), default=0)
     return "\n".join(f"{a:<{first}}  {b:>{second}}  {c}".rstrip() for a, b, c in rows)
 
 
