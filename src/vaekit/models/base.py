@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from vaekit.errors import ConfigError
 from vaekit.likelihoods import Likelihood, get_likelihood
 
 
@@ -138,9 +139,7 @@ class VAE(nn.Module):
         dtype = torch.promote_types(mu.dtype, torch.float32)  # samples never below fp32
         mu, logvar = mu.to(dtype)[:, None], logvar.to(dtype)[:, None]
         if noise is None:
-            noise = torch.randn(
-                (x.shape[0], k, mu.shape[-1]), generator=generator, device=mu.device, dtype=dtype
-            )
+            noise = self.noise(x.shape[0], k, generator).to(dtype)
         z = self.reparameterize(mu, logvar, noise=noise)
         params = self.decode(z.flatten(0, 1)).unflatten(0, (x.shape[0], k))
         return VAEOutput([Latent(z, mu, logvar)], params)
@@ -159,3 +158,31 @@ class VAE(nn.Module):
         """Parameters of p(x|z) at the posterior mean: the model's best reconstruction."""
         mu, _ = self.encode(x)
         return self.decode(mu)
+
+
+class EncoderDecoderVAE(VAE):
+    """A one-group VAE built as `encoder` -> (`fc_mu`, `fc_logvar`) and `decoder` modules."""
+
+    encoder: nn.Module
+    fc_mu: nn.Module
+    fc_logvar: nn.Module
+    decoder: nn.Module
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(x)
+        return self.fc_mu(h), self.fc_logvar(h)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+
+def quarter_features(model: str, image_shape: tuple[int, int, int], channels: int) -> tuple:
+    """(feature shape, feature count) after two stride-2 layers of a convolutional model.
+
+    Raises ConfigError for sides not divisible by 4, naming the model.
+    """
+    _, height, width = image_shape
+    if height % 4 or width % 4:
+        raise ConfigError(f"{model} model needs image sides divisible by 4; got {height}x{width}")
+    shape = (channels, height // 4, width // 4)
+    return shape, channels * (height // 4) * (width // 4)

@@ -111,9 +111,7 @@ class HierarchicalVAE(VAE):
         if k is not None:  # the bottom-up pass runs once; its features serve all k samples
             feats = [f.repeat_interleave(k, dim=0) for f in feats]
         if noise is None:
-            noise = torch.randn(
-                (n, self.noise_dim), generator=generator, device=x.device, dtype=self.h_top.dtype
-            )
+            noise = self.noise(batch, k, generator)
         noise = noise.reshape(n, self.noise_dim).to(feats[0].dtype)
 
         def sample_posterior(g: int, posterior: Params, prior: Params) -> torch.Tensor:

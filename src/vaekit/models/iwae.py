@@ -102,9 +102,8 @@ class IWAE2L(VAE):
             dtype = torch.promote_types(mu1.dtype, torch.float32)
             mu1, logvar1 = mu1.to(dtype)[:, None], logvar1.to(dtype)[:, None]
         if noise is None:
-            shape = (x.shape[0], self.noise_dim) if k is None else (x.shape[0], k, self.noise_dim)
-            noise = torch.randn(shape, generator=generator, device=x.device, dtype=mu1.dtype)
-        eps1, eps2 = noise.split([self.z1_dim, self.z2_dim], dim=-1)
+            noise = self.noise(x.shape[0], k, generator)
+        eps1, eps2 = noise.to(mu1.dtype).split([self.z1_dim, self.z2_dim], dim=-1)
         z1 = self.reparameterize(mu1, logvar1, noise=eps1)
         mu2, logvar2 = self.q_z2(z1)
         z2 = self.reparameterize(mu2, logvar2, noise=eps2)

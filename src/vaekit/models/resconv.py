@@ -8,33 +8,26 @@ side divisible by 4, 1 or 3 channels.
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from vaekit.config import ModelConfig
-from vaekit.errors import ConfigError
 from vaekit.likelihoods import Likelihood
-from vaekit.models.base import VAE
+from vaekit.models.base import EncoderDecoderVAE, quarter_features
 from vaekit.models.blocks import ResidualCell
 from vaekit.models.registry import register
 
 
 @register("resconv")
-class ResConvVAE(VAE):
+class ResConvVAE(EncoderDecoderVAE):
     """Strided convolutions with residual cells -> hidden -> (mu, logvar); mirrored decoder."""
 
     def __init__(
         self, config: ModelConfig, image_shape: tuple[int, int, int], likelihood: Likelihood
     ) -> None:
         super().__init__(image_shape, config.latent_dim, likelihood)
-        channels, height, width = image_shape
-        if height % 4 or width % 4:
-            raise ConfigError(
-                f"resconv model needs image sides divisible by 4; got {height}x{width}"
-            )
+        channels = image_shape[0]
         c1, c2 = config.channels, 2 * config.channels
-        feature_shape = (c2, height // 4, width // 4)
-        features = c2 * (height // 4) * (width // 4)
+        feature_shape, features = quarter_features("resconv", image_shape, c2)
         self.encoder = nn.Sequential(
             nn.Conv2d(channels, c1, 4, stride=2, padding=1),
             ResidualCell(c1, conv=True),
@@ -60,10 +53,3 @@ class ResConvVAE(VAE):
             nn.SiLU(),
             nn.ConvTranspose2d(c1, self.output_shape[0], 4, stride=2, padding=1),
         )
-
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.encoder(x)
-        return self.fc_mu(h), self.fc_logvar(h)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
