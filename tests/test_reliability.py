@@ -183,6 +183,22 @@ def test_gradient_clipping_bounds_the_gradient_norm(small_config):
     assert grads.norm().item() == pytest.approx(0.5, rel=1e-4)  # raw norm is in the thousands
 
 
+def test_oversized_updates_are_skipped_and_counted(small_config):
+    """--skip-grad-norm: a step whose gradient norm exceeds it leaves weights and Adam alone."""
+    state = build_state(small_config, (1, 28, 28))
+    x = torch.rand(32, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    state.config.train.skip_grad_norm = 1.0  # the raw norm of the summed loss is in the thousands
+    before = {k: v.clone() for k, v in state.model.state_dict().items()}
+    train_step(state, x)
+    assert all(torch.equal(before[k], v) for k, v in state.model.state_dict().items())
+    assert state.sums["skipped"].item() == 1 and state.bad_in_a_row.item() == 1
+    assert all(s["step"].item() == 0 for s in state.optimizer.state.values())
+    state.config.train.skip_grad_norm = 1e9  # far above any real norm: the step goes through
+    train_step(state, x)
+    assert not torch.equal(before["fc1.weight"], state.model.fc1.weight)
+    assert state.sums["skipped"].item() == 1 and state.bad_in_a_row.item() == 0
+
+
 def test_pid_signal_handlers_are_restored_after_training(small_config, tmp_path):
     small_config.train.epochs = 1
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
