@@ -58,6 +58,9 @@ def runs(tmp_path_factory, mnist_dir) -> dict[str, Path]:
         "conv": _train(
             base / "conv", mnist_dir, name="conv", latent_dim=3, hidden_dim=32, channels=8
         ),
+        "resconv": _train(
+            base / "resconv", mnist_dir, name="resconv", latent_dim=3, hidden_dim=32, channels=4
+        ),
         "iwae-1l": _train(base / "iwae-1l", mnist_dir, name="iwae-1l", latent_dim=3, hidden_dim=32),
         "iwae-2l": _train(base / "iwae-2l", mnist_dir, name="iwae-2l", latent_dim=3, hidden_dim=32),
     }
@@ -88,6 +91,7 @@ def _torch_pixels(model, z: list[list[float]]) -> np.ndarray:
 def _run_ops(ops: list[dict], tensors: dict[str, np.ndarray], z: np.ndarray) -> np.ndarray:
     """A float64 NumPy reading of the exported operations, written apart from PyTorch."""
     x = z.astype(np.float32).astype(np.float64)
+    kept = []
     for op in ops:
         if op["op"] == "linear":
             x = tensors[op["weight"]] @ x + tensors[op["bias"]]
@@ -95,6 +99,28 @@ def _run_ops(ops: list[dict], tensors: dict[str, np.ndarray], z: np.ndarray) -> 
             x = np.maximum(x, 0)
         elif op["op"] == "tanh":
             x = np.tanh(x)
+        elif op["op"] == "silu":
+            x = x / (1 + np.exp(-x))
+        elif op["op"] == "push":
+            kept.append(x.copy())
+        elif op["op"] == "add_pop":
+            x = x + kept.pop()
+        elif op["op"] == "conv2d":
+            w, s, p = tensors[op["weight"]], op["stride"], op["padding"]  # w: (O, C, K, K)
+            k = w.shape[2]
+            padded = np.pad(x, ((0, 0), (p, p), (p, p)))
+            ho, wo = (padded.shape[1] - k) // s + 1, (padded.shape[2] - k) // s + 1
+            x = (
+                np.stack(
+                    [
+                        np.einsum("ckl,ockl->o", padded[:, i * s : i * s + k, j * s : j * s + k], w)
+                        for i in range(ho)
+                        for j in range(wo)
+                    ],
+                    axis=1,
+                ).reshape(-1, ho, wo)
+                + tensors[op["bias"]][:, None, None]
+            )
         elif op["op"] == "reshape":
             x = x.reshape(op["shape"])
         elif op["op"] == "conv_transpose2d":
@@ -114,7 +140,7 @@ def _run_ops(ops: list[dict], tensors: dict[str, np.ndarray], z: np.ndarray) -> 
     return 1 / (1 + np.exp(-x.ravel()))
 
 
-@pytest.mark.parametrize("name", ["mlp", "conv", "iwae-1l", "iwae-2l"])
+@pytest.mark.parametrize("name", ["mlp", "conv", "resconv", "iwae-1l", "iwae-2l"])
 def test_exported_operations_are_the_decoder(runs, name):
     model = vaekit.load(runs[name], device="cpu")
     packed = explore.pack_decoder(model)
@@ -274,7 +300,7 @@ def _record(name: str, value: object) -> None:
     print(f"{name}: {value}")
 
 
-@pytest.mark.parametrize("name", ["mlp", "conv", "iwae-1l"])
+@pytest.mark.parametrize("name", ["mlp", "conv", "resconv", "iwae-1l"])
 def test_browser_decoder_matches_pytorch(browser, runs, pages, name):
     _open(browser, pages[name].as_uri())
     model = vaekit.load(runs[name], device="cpu")

@@ -8,9 +8,10 @@ and `serve` serves that folder on localhost. The page needs no server and no net
 opened from disk (file://), Chromium refuses fetch() of local files but runs a local
 <script src>, so the data travel as a script rather than as .bin/.json files.
 
-The decoder is described as a short list of operations (linear, relu, tanh, reshape,
-conv_transpose2d) over named float32 tensors; explorer.js interprets that list,
-then applies the sigmoid that turns the decoder's logits into pixel means.
+The decoder is described as a short list of operations (linear, relu, tanh, silu,
+reshape, conv2d, conv_transpose2d, and push/add_pop for residual connections) over
+named float32 tensors; explorer.js interprets that list, then applies the sigmoid
+that turns the decoder's logits into pixel means.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from vaekit.data import class_names, evaluation_images, to_unit
 from vaekit.errors import ConfigError
 from vaekit.evaluate import posterior_parameters
 from vaekit.models import VAE
+from vaekit.models.blocks import ResidualCell
 
 ASSETS = ("index.html", "explorer.js", "style.css")
 DATA_FILE = "data.js"
@@ -51,8 +53,18 @@ def _op(name: str, module: nn.Module) -> dict[str, Any]:
         return {"op": "relu"}
     if isinstance(module, nn.Tanh):
         return {"op": "tanh"}
+    if isinstance(module, nn.SiLU):
+        return {"op": "silu"}
     if isinstance(module, nn.Unflatten):
         return {"op": "reshape", "shape": list(module.unflattened_size)}
+    if isinstance(module, nn.Conv2d) and _plain_conv(module):
+        return {
+            "op": "conv2d",
+            "weight": f"{name}.weight",  # (out, in, k, k)
+            "bias": f"{name}.bias",
+            "stride": module.stride[0],
+            "padding": module.padding[0],
+        }
     if isinstance(module, nn.ConvTranspose2d):
         plain = (
             module.groups == 1
@@ -74,6 +86,32 @@ def _op(name: str, module: nn.Module) -> dict[str, Any]:
     raise ConfigError(f"the explorer cannot run {module!r} in the browser (layer {name!r})")
 
 
+def _plain_conv(module: nn.Conv2d) -> bool:
+    """A Conv2d that explorer.js can run: square stride and padding, zeros, one group, bias."""
+    return (
+        module.groups == 1
+        and module.dilation == (1, 1)
+        and module.padding_mode == "zeros"
+        and isinstance(module.padding, tuple)
+        and module.stride[0] == module.stride[1]
+        and module.padding[0] == module.padding[1]
+        and module.bias is not None
+    )
+
+
+def _sequence_ops(prefix: str, sequence: nn.Module) -> list[dict[str, Any]]:
+    """A Sequential's layers as operations; a residual cell x + f(x) becomes
+    push (keep x), f's layers, add_pop (add the kept x)."""
+    ops: list[dict[str, Any]] = []
+    for name, module in sequence.named_children():
+        if isinstance(module, ResidualCell):
+            ops += [{"op": "push"}, *_sequence_ops(f"{prefix}{name}.branch.", module.branch)]
+            ops.append({"op": "add_pop"})
+        else:
+            ops.append(_op(f"{prefix}{name}", module))
+    return ops
+
+
 def _mlp_ops(model: VAE) -> list[dict[str, Any]]:
     # MLPVAE.decode: relu(fc3(z)) -> fc4 -> view as an image.
     layers = [("fc3", model.fc3), ("", nn.ReLU()), ("fc4", model.fc4)]
@@ -83,7 +121,7 @@ def _mlp_ops(model: VAE) -> list[dict[str, Any]]:
 
 
 def _conv_ops(model: VAE) -> list[dict[str, Any]]:
-    return [_op(f"decoder.{name}", m) for name, m in model.decoder.named_children()]
+    return _sequence_ops("decoder.", model.decoder)
 
 
 def _iwae_1l_ops(model: VAE) -> list[dict[str, Any]]:
@@ -103,6 +141,7 @@ def _iwae_2l_ops(model: VAE) -> list[dict[str, Any]]:
 DECODER_OPS: dict[str, Callable[[VAE], list[dict[str, Any]]]] = {
     "mlp": _mlp_ops,
     "conv": _conv_ops,
+    "resconv": _conv_ops,
     "iwae-1l": _iwae_1l_ops,
     "iwae-2l": _iwae_2l_ops,
 }

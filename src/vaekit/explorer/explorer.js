@@ -81,6 +81,78 @@
         },
       };
     },
+    silu(op, shape) {
+      return {
+        shape,
+        run(x) {
+          for (let i = 0; i < x.length; i++) x[i] = x[i] / (1 + Math.exp(-x[i]));
+          return x;
+        },
+      };
+    },
+    // Residual connections: push keeps a copy of the current tensor, add_pop adds it back.
+    push(op, shape, t, stack) {
+      const kept = new Float32Array(size(shape));
+      stack.push(kept);
+      return {
+        shape,
+        run(x) {
+          kept.set(x);
+          return x;
+        },
+      };
+    },
+    add_pop(op, shape, t, stack) {
+      const kept = stack.pop();
+      if (!kept || kept.length !== size(shape)) throw new Error(`add_pop: shape ${shape}`);
+      return {
+        shape,
+        run(x) {
+          for (let i = 0; i < x.length; i++) x[i] += kept[i];
+          return x;
+        },
+      };
+    },
+    // PyTorch's Conv2d: weight (C_out, C_in, K, K), zero padding, square stride.
+    conv2d(op, shape, t) {
+      const [C, H, W] = shape;
+      const weight = t[op.weight];
+      const [O, Cw, K] = weight.shape;
+      if (Cw !== C) throw new Error(`conv2d ${op.weight}: input ${shape}, weight ${weight.shape}`);
+      const s = op.stride;
+      const p = op.padding;
+      const Ho = Math.floor((H + 2 * p - K) / s) + 1;
+      const Wo = Math.floor((W + 2 * p - K) / s) + 1;
+      const w = weight.data;
+      const b = t[op.bias].data;
+      const out = new Float32Array(O * Ho * Wo);
+      return {
+        shape: [O, Ho, Wo],
+        run(x) {
+          for (let o = 0; o < O; o++) {
+            for (let oy = 0; oy < Ho; oy++) {
+              for (let ox = 0; ox < Wo; ox++) {
+                let acc = b[o];
+                for (let c = 0; c < C; c++) {
+                  const wBase = (o * C + c) * K * K;
+                  const xBase = c * H * W;
+                  for (let ky = 0; ky < K; ky++) {
+                    const y = oy * s - p + ky;
+                    if (y < 0 || y >= H) continue;
+                    for (let kx = 0; kx < K; kx++) {
+                      const xx = ox * s - p + kx;
+                      if (xx >= 0 && xx < W) acc += w[wBase + ky * K + kx] * x[xBase + y * W + xx];
+                    }
+                  }
+                }
+                out[(o * Ho + oy) * Wo + ox] = acc;
+              }
+            }
+          }
+          return out;
+        },
+      };
+    },
     tanh(op, shape) {
       return {
         shape,
@@ -152,9 +224,10 @@
       tensors[name] = { shape, data: all.subarray(offset, offset + size(shape)) };
     }
     let shape = [latentDim];
+    const stack = []; // copies kept by push for add_pop, in build order
     const steps = spec.ops.map((op) => {
       if (!OPS[op.op]) throw new Error(`unknown decoder operation ${op.op}`);
-      const step = OPS[op.op](op, shape, tensors);
+      const step = OPS[op.op](op, shape, tensors, stack);
       shape = step.shape;
       return step.run;
     });
