@@ -92,3 +92,21 @@ def test_half_export_loads_into_float32(small_config, tmp_path):
     for name, value in model.state_dict().items():
         assert value.dtype == torch.float32
         torch.testing.assert_close(value, original[name].half().float(), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", pretrained.names())
+def test_every_shipped_model_samples_and_reaches_its_stored_elbo(name, mnist_dir):
+    """The stored -ELBO is recomputed on the test set from the shipped weights, exactly as
+    `vaekit evaluate` measured it (same binarisation draw, noise and batches)."""
+    from vaekit.data import evaluation_images, load_split
+    from vaekit.evaluate import elbo_sums
+
+    model = vaekit.load_pretrained(name, device="cpu")
+    assert vaekit.sample(model, 4).shape == (4, 1, 28, 28)
+    test = load_split("mnist", "test", mnist_dir, False)
+    for protocol, figures in pretrained.figures(name).items():
+        images = evaluation_images(test.images, protocol, 0)
+        sums = elbo_sums(model, images, batch_size=100, seed=0)
+        got = sums["loss"].item() / len(images)
+        assert got == pytest.approx(figures["neg_elbo_nats"], abs=0.01), protocol
+        assert figures["nll_nats"] < figures["neg_elbo_nats"]
