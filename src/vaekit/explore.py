@@ -57,39 +57,24 @@ def _op(name: str, module: nn.Module) -> dict[str, Any]:
         return {"op": "silu"}
     if isinstance(module, nn.Unflatten):
         return {"op": "reshape", "shape": list(module.unflattened_size)}
-    if isinstance(module, nn.Conv2d) and _plain_conv(module):
+    kinds = {nn.Conv2d: "conv2d", nn.ConvTranspose2d: "conv_transpose2d"}
+    if type(module) in kinds and _plain_conv(module):
         return {
-            "op": "conv2d",
-            "weight": f"{name}.weight",  # (out, in, k, k)
+            "op": kinds[type(module)],
+            "weight": f"{name}.weight",  # conv2d (out, in, k, k); conv_transpose2d (in, out, k, k)
             "bias": f"{name}.bias",
             "stride": module.stride[0],
             "padding": module.padding[0],
         }
-    if isinstance(module, nn.ConvTranspose2d):
-        plain = (
-            module.groups == 1
-            and module.dilation == (1, 1)
-            and module.output_padding == (0, 0)
-            and module.padding_mode == "zeros"
-            and module.stride[0] == module.stride[1]
-            and module.padding[0] == module.padding[1]
-            and module.bias is not None
-        )
-        if plain:
-            return {
-                "op": "conv_transpose2d",
-                "weight": f"{name}.weight",  # (in, out, k, k)
-                "bias": f"{name}.bias",
-                "stride": module.stride[0],
-                "padding": module.padding[0],
-            }
     raise ConfigError(f"the explorer cannot run {module!r} in the browser (layer {name!r})")
 
 
-def _plain_conv(module: nn.Conv2d) -> bool:
-    """A Conv2d that explorer.js can run: square stride and padding, zeros, one group, bias."""
+def _plain_conv(module: nn.Conv2d | nn.ConvTranspose2d) -> bool:
+    """A (transposed) convolution explorer.js can run: square stride and padding, zeros,
+    one group, no dilation or output padding, a bias."""
     return (
-        module.groups == 1
+        getattr(module, "output_padding", (0, 0)) == (0, 0)
+        and module.groups == 1
         and module.dilation == (1, 1)
         and module.padding_mode == "zeros"
         and isinstance(module.padding, tuple)
