@@ -87,6 +87,11 @@ class ObjectiveConfig:
         0.0, "floor (nats) on each latent group's batch-mean KL (Kingma et al. 2016; 0: off)"
     )
 
+    def samples_per_example(self) -> int | None:
+        """The k a training forward pass draws per example: None (one, no sample dimension)
+        for the ELBO, k for the IWAE bound."""
+        return self.k if self.objective == "iwae" else None
+
 
 @dataclass
 class TrainConfig:

@@ -167,7 +167,7 @@ def train_step(
     Adds the batch's summed terms to `state.sums` on the device; returns the batch loss.
     """
     cfg, objective = state.config.train, state.config.objective
-    k = objective.k if objective.objective == "iwae" else None
+    k = objective.samples_per_example()
     with autocast(state.device, cfg.precision):
         out = state.net(x, noise=noise, k=k)
     terms = training_terms(
@@ -238,11 +238,11 @@ def train_epoch(state: State, train: Split, run_dir: Path, stop: Any, progress: 
         disable=None if progress and state.world.is_main else True,
     )
     world = state.world
+    k = state.config.objective.samples_per_example()
     for images in bar:
         # Inputs and noise for the global batch, identical on every rank; each rank
         # then trains on its slice (see vaekit.distributed).
         x = model_input(images, state.config.data.binarize)
-        k = state.config.objective.k if state.config.objective.objective == "iwae" else None
         noise = state.model.noise(x.shape[0], k)
         weight = kl_weight(state.config, state.epoch + state.batch / total)
         loss = train_step(state, world.shard(x), world.shard(noise), weight)

@@ -109,6 +109,15 @@ class VAE(nn.Module):
             noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         return mu + noise * torch.exp(0.5 * logvar)
 
+    @staticmethod
+    def with_sample_dim(
+        mu: torch.Tensor, logvar: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, D) posterior parameters as (B, 1, D), at least fp32, to broadcast against
+        k samples (B, k, D): the samples and their log densities never drop below fp32."""
+        dtype = torch.promote_types(mu.dtype, torch.float32)
+        return mu.to(dtype)[:, None], logvar.to(dtype)[:, None]
+
     def noise(
         self, n: int, k: int | None = None, generator: torch.Generator | None = None
     ) -> torch.Tensor:
@@ -136,10 +145,9 @@ class VAE(nn.Module):
         if k is None:
             z = self.reparameterize(mu, logvar, generator, noise)
             return VAEOutput([Latent(z, mu, logvar)], self.decode(z))
-        dtype = torch.promote_types(mu.dtype, torch.float32)  # samples never below fp32
-        mu, logvar = mu.to(dtype)[:, None], logvar.to(dtype)[:, None]
+        mu, logvar = self.with_sample_dim(mu, logvar)
         if noise is None:
-            noise = self.noise(x.shape[0], k, generator).to(dtype)
+            noise = self.noise(x.shape[0], k, generator).to(mu.dtype)
         z = self.reparameterize(mu, logvar, noise=noise)
         params = self.decode(z.flatten(0, 1)).unflatten(0, (x.shape[0], k))
         return VAEOutput([Latent(z, mu, logvar)], params)

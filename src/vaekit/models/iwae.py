@@ -99,8 +99,7 @@ class IWAE2L(VAE):
     ) -> VAEOutput:
         mu1, logvar1 = self.q_z1(x.flatten(1))
         if k is not None:
-            dtype = torch.promote_types(mu1.dtype, torch.float32)
-            mu1, logvar1 = mu1.to(dtype)[:, None], logvar1.to(dtype)[:, None]
+            mu1, logvar1 = self.with_sample_dim(mu1, logvar1)
         if noise is None:
             noise = self.noise(x.shape[0], k, generator)
         eps1, eps2 = noise.to(mu1.dtype).split([self.z1_dim, self.z2_dim], dim=-1)
