@@ -89,8 +89,17 @@ def test_unknown_preset_is_a_one_line_error_with_exit_2(capsys):
 
 def _config(**objective) -> RunConfig:
     config = presets.load("mnist-iwae-1l")
+    config.train.lr_schedule, config.train.epochs = "iwae", 3280  # the paper's schedule
     for key, value in objective.items():
         setattr(config.objective, key, value)
+    return config
+
+
+def _exponential(lr: float, lr_final: float, epochs: int, decay: int | None) -> RunConfig:
+    config = RunConfig()
+    config.train.lr, config.train.lr_final, config.train.epochs = lr, lr_final, epochs
+    config.train.lr_schedule, config.train.lr_decay_epochs = "exponential", decay
+    config.validate()
     return config
 
 
@@ -117,6 +126,26 @@ def test_iwae_schedule_ends_a_decade_below_and_constant_stays():
     assert len(set(lrs)) == 8
     seed = presets.load("mnist-seed")
     assert {learning_rate(seed, e) for e in (0, 1, 4, 3279)} == {seed.train.lr}
+
+
+def test_exponential_schedule_is_geometric_from_lr_to_lr_final_then_holds():
+    config = _exponential(1e-3, 1e-5, epochs=100, decay=41)
+    assert learning_rate(config, 0) == pytest.approx(1e-3, rel=1e-12)
+    assert learning_rate(config, 20) == pytest.approx(1e-4, rel=1e-12)  # halfway: one decade
+    assert learning_rate(config, 40) == pytest.approx(1e-5, rel=1e-12)
+    assert [learning_rate(config, e) for e in (41, 99, 500)] == [learning_rate(config, 40)] * 3
+    lrs = [learning_rate(config, e) for e in range(41)]
+    ratios = [b / a for a, b in itertools.pairwise(lrs)]
+    assert ratios == pytest.approx([10 ** (-2 / 40)] * 40, rel=1e-9)  # a constant factor
+
+
+def test_exponential_horizon_defaults_to_epochs_and_survives_a_longer_resume():
+    unset = _exponential(1e-3, 1e-4, epochs=11, decay=None)
+    assert learning_rate(unset, 10) == pytest.approx(1e-4, rel=1e-12)
+    fixed = [learning_rate(_exponential(1e-3, 1e-4, n, decay=11), 5) for n in (11, 20, 1000)]
+    assert fixed == [pytest.approx(10**-3.5, rel=1e-12)] * 3
+    with pytest.raises(ConfigError, match="lr_final must be > 0"):
+        _exponential(1e-3, 0.0, epochs=10, decay=None)
 
 
 def test_kl_weight_warms_up_linearly_then_stays_at_beta():

@@ -33,6 +33,15 @@ def test_short_run_loss_falls_and_writes_the_run_folder(small_config, tmp_path):
     assert json.loads((run / "config.json").read_text()) == small_config.to_dict()
 
 
+def test_metrics_record_the_learning_rate_each_epoch_trained_at(small_config, tmp_path):
+    small_config.train.epochs = 3
+    small_config.train.lr_schedule, small_config.train.lr_final = "exponential", 1e-4
+    run = fit(small_config, tmp_path / "run", log=_quiet, progress=False)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in records] == pytest.approx([1e-3, 10**-3.5, 1e-4], rel=1e-12)
+    assert checkpoint.load(run).optimizer_state["param_groups"][0]["lr"] == pytest.approx(1e-4)
+
+
 def test_same_seed_same_weights(small_config, tmp_path):
     small_config.train.epochs = 1
     a = _weights(fit(small_config, tmp_path / "a", log=_quiet, progress=False))

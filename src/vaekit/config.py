@@ -100,8 +100,13 @@ class TrainConfig:
     lr: float = _opt(1e-3, "Adam learning rate")
     lr_schedule: str = _opt(
         "constant",
-        "constant, or iwae: lr * 10^(-i/7) in stage i of 3^i epochs (Burda et al. 2015)",
-        choices=("constant", "iwae"),
+        "constant; iwae: lr * 10^(-i/7) in stage i of 3^i epochs (Burda et al. 2015); "
+        "exponential: lr to --lr-final geometrically over --lr-decay-epochs",
+        choices=("constant", "iwae", "exponential"),
+    )
+    lr_final: float = _opt(1e-5, "exponential schedule: the learning rate it ends at")
+    lr_decay_epochs: int | None = _opt(
+        None, "exponential schedule: epochs to reach --lr-final, then held (unset: --epochs)"
     )
     skip_grad_norm: float | None = _opt(
         None, "skip updates whose gradient norm exceeds this (as VDVAE does; off when unset)"

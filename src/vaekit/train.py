@@ -3,7 +3,7 @@
 Nothing here knows a model's insides: it calls `model(x)` and scores the output
 with `objectives.training_terms` and the model's likelihood. Run folder layout:
     config.json               resolved configuration
-    metrics.jsonl             one JSON line of train/test metrics per epoch
+    metrics.jsonl             one JSON line of train/test metrics (and the lr) per epoch
     checkpoint.safetensors    weights, optimiser and RNG state, progress
     samples.png, reconstructions.png
 """
@@ -143,14 +143,22 @@ def kl_weight(config: RunConfig, progress: float) -> float:
 
 
 def learning_rate(config: RunConfig, epoch: int) -> float:
-    """The learning rate of 0-based `epoch`: constant, or the IWAE paper's schedule.
+    """The learning rate of 0-based `epoch`: constant, the IWAE paper's schedule, or an
+    exponential decay.
 
     Burda et al. (2015), section 5: stage i = 0..7 lasts 3^i epochs at lr * 10^(-i/7)
-    (3280 epochs in all); later epochs stay in the last stage.
+    (3280 epochs in all); later epochs stay in the last stage. The exponential schedule
+    spends as many epochs in each decade of the rate, as the IWAE one does, but reaches
+    its end in a run that fits one session; its horizon is fixed by lr_decay_epochs, so
+    extending a run with --epochs does not rescale the epochs already trained.
     """
     cfg = config.train
     if cfg.lr_schedule == "constant":
         return cfg.lr
+    if cfg.lr_schedule == "exponential":
+        horizon = cfg.lr_decay_epochs or cfg.epochs
+        progress = min(1.0, epoch / max(horizon - 1, 1))
+        return cfg.lr * (cfg.lr_final / cfg.lr) ** progress
     stage, end = 0, 1
     while epoch >= end and stage < 7:
         stage += 1
@@ -365,11 +373,12 @@ def _fit(
                     stop.signum or signal.SIGTERM,
                 )
             seconds = time.perf_counter() - started
+            lr = state.optimizer.param_groups[0]["lr"]  # the rate this epoch trained at
             train_stats = finish_epoch(state)
             save_checkpoint(state, run_dir, train.image_shape)
             if world.is_main:  # rank 0 alone measures the test set and writes the run folder
                 test_stats = _test_metrics(state, test)
-                record = {"epoch": state.epoch, "seconds": round(seconds, 3)}
+                record = {"epoch": state.epoch, "lr": lr, "seconds": round(seconds, 3)}
                 record |= {f"train_{k}": v for k, v in train_stats.items()}
                 record |= {f"test_{k}": v for k, v in test_stats.items()}
                 with open(run_dir / "metrics.jsonl", "a") as handle:
