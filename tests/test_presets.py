@@ -148,13 +148,21 @@ def test_exponential_horizon_defaults_to_epochs_and_survives_a_longer_resume():
         _exponential(1e-3, 0.0, epochs=10, decay=None)
 
 
+def test_mnist_iwae_1l_decays_over_its_whole_run_and_holds_when_extended():
+    config = presets.load("mnist-iwae-1l")
+    train = config.train
+    assert (train.lr_schedule, train.lr_decay_epochs) == ("exponential", train.epochs)
+    assert learning_rate(config, train.epochs - 1) == pytest.approx(train.lr_final, rel=1e-12)
+    assert learning_rate(config, 2 * train.epochs) == learning_rate(config, train.epochs - 1)
+
+
 def test_kl_weight_warms_up_linearly_then_stays_at_beta():
     config = _config(beta=0.5, warmup_epochs=10.0)
     for progress in (0.0, 0.5, 2.5, 7.0, 9.99):
         assert kl_weight(config, progress) == pytest.approx(0.5 * progress / 10, rel=1e-12)
     for progress in (10.0, 10.5, 50.0, 3279.0):
         assert kl_weight(config, progress) == 0.5
-    assert kl_weight(_config(beta=2.0), 0.0) == 2.0  # no warm-up: beta from the start
+    assert kl_weight(_config(beta=2.0, warmup_epochs=0.0), 0.0) == 2.0  # no warm-up: beta at once
     hvae = presets.load("mnist-hvae")
     assert hvae.objective.warmup_epochs == 10
     assert math.isclose(kl_weight(hvae, 5.0), 0.5 * hvae.objective.beta)
