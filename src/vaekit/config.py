@@ -15,6 +15,7 @@ from typing import Any
 
 from vaekit.errors import ConfigError
 from vaekit.likelihoods import LIKELIHOOD_NAMES
+from vaekit.schedules import SCHEDULE_NAMES
 
 
 def _opt(
@@ -102,7 +103,7 @@ class TrainConfig:
         "constant",
         "constant; iwae: lr * 10^(-i/7) in stage i of 3^i epochs (Burda et al. 2015); "
         "exponential: lr to --lr-final geometrically over --lr-decay-epochs",
-        choices=("constant", "iwae", "exponential"),
+        choices=SCHEDULE_NAMES,
     )
     lr_final: float = _opt(1e-5, "exponential schedule: the learning rate it ends at")
     lr_decay_epochs: int | None = _opt(

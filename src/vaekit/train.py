@@ -40,6 +40,7 @@ from vaekit.runtime import (
     seed_everything,
     set_rng_state,
 )
+from vaekit.schedules import SCHEDULES
 
 # Options that may change when a run is resumed; the rest define the run.
 RESUMABLE_OVERRIDES = {
@@ -143,27 +144,8 @@ def kl_weight(config: RunConfig, progress: float) -> float:
 
 
 def learning_rate(config: RunConfig, epoch: int) -> float:
-    """The learning rate of 0-based `epoch`: constant, the IWAE paper's schedule, or an
-    exponential decay.
-
-    Burda et al. (2015), section 5: stage i = 0..7 lasts 3^i epochs at lr * 10^(-i/7)
-    (3280 epochs in all); later epochs stay in the last stage. The exponential schedule
-    spends as many epochs in each decade of the rate, as the IWAE one does, but reaches
-    its end in a run that fits one session; its horizon is fixed by lr_decay_epochs, so
-    extending a run with --epochs does not rescale the epochs already trained.
-    """
-    cfg = config.train
-    if cfg.lr_schedule == "constant":
-        return cfg.lr
-    if cfg.lr_schedule == "exponential":
-        horizon = cfg.lr_decay_epochs or cfg.epochs
-        progress = min(1.0, epoch / max(horizon - 1, 1))
-        return cfg.lr * (cfg.lr_final / cfg.lr) ** progress
-    stage, end = 0, 1
-    while epoch >= end and stage < 7:
-        stage += 1
-        end += 3**stage
-    return cfg.lr * 10 ** (-stage / 7)
+    """The learning rate of 0-based `epoch` under the run's schedule (`vaekit.schedules`)."""
+    return SCHEDULES[config.train.lr_schedule](config.train, epoch)
 
 
 def train_step(
