@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,11 @@ import pytest
 from vaekit.config import RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-MNIST_DIR = (ROOT.parent / "shared" / "data" / "mnist").resolve()
+# The read-only copy beside the checkout; VAEKIT_TEST_MNIST points elsewhere (a GPU machine
+# that gets a copy of the checkout alone, see scripts/gpu-check.sh).
+MNIST_DIR = Path(
+    os.environ.get("VAEKIT_TEST_MNIST") or ROOT.parent / "shared" / "data" / "mnist"
+).resolve()
 
 
 @pytest.fixture(scope="session")

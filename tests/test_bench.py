@@ -9,6 +9,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from vaekit.bench import suite, tables
 from vaekit.cli import main
@@ -70,7 +71,7 @@ def test_quick_bench_writes_a_well_formed_report(mnist_dir, tmp_path, capsys):
             "--data-dir",
             str(mnist_dir),
             "--parts",
-            "seed,floor,vaekit",
+            "seed,plain,graphed,floor,vaekit",
             "--precisions",
             "fp32",
             "--limit",
@@ -85,8 +86,9 @@ def test_quick_bench_writes_a_well_formed_report(mnist_dir, tmp_path, capsys):
     report = json.loads(out_json.read_text())
     assert report["machine"]["threads"] >= 1 and report["machine"]["torch"]
     results = report["results"]
-    assert set(results) == {"seed", "floor", "vaekit"}
-    for summary in (results["seed"], results["floor"]["fp32"], results["vaekit"]["fp32"]):
+    assert set(results) == {"seed", "plain", "graphed", "floor", "vaekit"}
+    measured = [results["seed"], results["plain"], results["floor"]["fp32"]]
+    for summary in [*measured, results["vaekit"]["fp32"]]:
         assert _positive(summary["s_per_epoch"]) and _positive(summary["samples_per_s"])
         assert _positive(summary["peak_rss_mib"])
     assert _positive(results["floor"]["fp32"]["gflop_per_s"])
@@ -96,6 +98,9 @@ def test_quick_bench_writes_a_well_formed_report(mnist_dir, tmp_path, capsys):
     assert _positive(ratios["speedup_vs_seed"]) and _positive(ratios["times_floor"])
     text = out_md.read_text()
     assert "(a) seed notebook pipeline" in text and "`vaekit train`, fp32" in text
+    if not torch.cuda.is_available():  # graph capture is measured on a GPU only
+        assert results["graphed"] == {"skipped": "CUDA graphs need a CUDA device"}
+        assert "CUDA graph: skipped" in text
 
 
 def test_markdown_renders_every_section_from_a_full_report():
@@ -127,6 +132,8 @@ def test_markdown_renders_every_section_from_a_full_report():
             "seed": row | {"final_loss": 154.0},
             "floor": {"skipped": {"fp16": "no CUDA"}, "fp32": row},
             "vaekit": {"skipped": {}, "fp32": row | {"final_loss": 154.1}},
+            "plain": row | {"final_loss": 154.0},
+            "graphed": row | {"s_per_epoch": 0.1, "final_loss": 154.0},
             "pythae": row | {"final_loss": 155.0, "loss_note": "mean over batches"},
             "eval": {
                 "k": 5000,
@@ -154,3 +161,18 @@ def test_markdown_renders_every_section_from_a_full_report():
     for heading in ("## Machine", "## Training", "## Evaluation", "## Scaling", "## Notes"):
         assert heading in text
     assert "floor fp16: skipped (no CUDA)" in text
+    graphed = next(line for line in text.splitlines() if "as a CUDA graph" in line)
+    assert "| 0.100 |" in graphed and "| 10.00× |" in graphed  # 1.0 s seed / 0.1 s
+
+
+def test_a_failing_part_is_reported_and_the_rest_still_measured(monkeypatch, tmp_path):
+    def broken(options, log):
+        raise RuntimeError("python -m vaekit.bench.suite... exited 1: CUDA error")
+
+    monkeypatch.setitem(suite.PART_FUNCTIONS, "graphed", broken)
+    monkeypatch.setitem(suite.PART_FUNCTIONS, "floor", lambda options, log: {"skipped": {}})
+    options = suite.BenchOptions(parts=("graphed", "floor"), work_dir=str(tmp_path))
+    report = suite.run(options, log=lambda _: None)
+    assert set(report["results"]) == {"floor"}
+    assert report["failures"] == {"graphed": "python -m vaekit.bench.suite... exited 1: CUDA error"}
+    assert "- graphed: failed (python -m vaekit.bench.suite" in tables.markdown(report)

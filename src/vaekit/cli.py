@@ -331,7 +331,7 @@ def cmd_explore(args: argparse.Namespace) -> None:
         explore.serve(out, args.port, announce=lambda line: print(line, flush=True))
 
 
-def cmd_bench(args: argparse.Namespace) -> None:
+def cmd_bench(args: argparse.Namespace) -> int:
     names = ("data_dir", "epochs", "repetitions", "device", "threads", "limit", "eval_k")
     names += ("eval_images", "scaling_epochs", "work_dir", "pythae_python")
     values = {name: getattr(args, name) for name in names}
@@ -345,6 +345,12 @@ def cmd_bench(args: argparse.Namespace) -> None:
     result = bench_suite.run(options)
     for path in bench_suite.write(result, args.json, args.markdown):
         print(f"Wrote {path}")
+    if result["failures"]:  # the report holds the rest; the exit status says it is partial
+        print(
+            f"vaekit: error: bench part(s) failed: {', '.join(result['failures'])}", file=sys.stderr
+        )
+        return 1
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> None:

@@ -6,6 +6,7 @@ peak memory), one after the other, never two at once:
 
     seed     the notebook's pipeline (`seed_reference`: per-item PIL -> tensor, DataLoader)
     plain    a plain in-memory loop: batches cut from one tensor, logits loss, fused Adam
+    graphed  the plain loop replayed from a CUDA graph (a GPU only): what capture would give
     floor    the model's matrix products alone, forward and backward, on random operands
     vaekit   `vaekit train` itself, as a user runs it (per-epoch test loss and checkpoint
              included), once per precision
@@ -35,7 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-PARTS = ("seed", "plain", "floor", "vaekit", "pythae", "eval", "scaling")
+PARTS = ("seed", "plain", "graphed", "floor", "vaekit", "pythae", "eval", "scaling")
 TRAIN_IMAGES = 60_000
 PYTHAE_PYTHON = ".venv-pythae/bin/python"
 
@@ -118,20 +119,23 @@ def child_plain(spec: dict[str, Any]) -> dict[str, Any]:
     from vaekit.data import epoch_order, iterate_batches, load_split, to_unit
     from vaekit.models import build_model
     from vaekit.objectives import negative_elbo
+    from vaekit.runtime import resolve_device
 
     _set_threads(spec)
+    device = resolve_device(spec["device"])
     train = load_split("mnist", "train", spec["data_dir"], False).subset(spec["limit"])
+    resident = train.images.to(device)
     torch.manual_seed(spec["seed"])
     model = build_model(
         ModelConfig(hidden_dim=spec["hidden"], latent_dim=spec["latent"]), (1, 28, 28)
-    )
+    ).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
     seconds, losses = [], []
     for epoch in range(spec["epochs"]):
         started = time.perf_counter()
-        total = torch.zeros(())
-        order = epoch_order(len(train), spec["seed"], epoch + 1)
-        for images in iterate_batches(train.images, spec["batch_size"], order):
+        total = torch.zeros((), device=device)
+        order = epoch_order(len(train), spec["seed"], epoch + 1, device)
+        for images in iterate_batches(resident, spec["batch_size"], order):
             x = to_unit(images)
             out = model(x)
             loss = negative_elbo(x, out)["loss"].sum()
@@ -139,6 +143,73 @@ def child_plain(spec: dict[str, Any]) -> dict[str, Any]:
             loss.backward()
             optimizer.step()
             total += loss.detach()
+        losses.append(total.item() / len(train))
+        seconds.append(time.perf_counter() - started)
+    return {"seconds": seconds, "losses": losses}
+
+
+def child_graphed(spec: dict[str, Any]) -> dict[str, Any]:
+    """The plain loop on a GPU with each full batch's step replayed from one CUDA graph.
+
+    What graph capture would give `vaekit train`: a step of the seed model launches some
+    hundred small kernels, and replaying them as one graph removes the per-kernel launch
+    cost. Follows PyTorch's whole-network capture recipe (warm-up on a side stream,
+    capturable Adam, static batch indices); the short last batch of an epoch runs eagerly
+    on the same parameters and optimiser, its gradients zeroed in place first.
+    """
+    import torch
+
+    from vaekit.config import ModelConfig
+    from vaekit.data import epoch_order, load_split, to_unit
+    from vaekit.models import build_model
+    from vaekit.objectives import negative_elbo
+    from vaekit.runtime import resolve_device
+
+    device = resolve_device(spec["device"])
+    if device.type != "cuda":
+        raise RuntimeError("CUDA graphs need a CUDA device")
+    train = load_split("mnist", "train", spec["data_dir"], False).subset(spec["limit"])
+    resident = train.images.to(device)
+    torch.manual_seed(spec["seed"])
+    model = build_model(
+        ModelConfig(hidden_dim=spec["hidden"], latent_dim=spec["latent"]), (1, 28, 28)
+    ).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True, capturable=True)
+    batch = spec["batch_size"]
+    index = torch.zeros(batch, dtype=torch.long, device=device)
+    total = torch.zeros((), device=device)
+
+    def step(indices: torch.Tensor) -> None:
+        x = to_unit(resident[indices])
+        loss = negative_elbo(x, model(x))["loss"].sum()
+        loss.backward()
+        optimizer.step()
+        total.add_(loss.detach())
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up steps train too; the first epoch is not timed
+        for _ in range(3):
+            optimizer.zero_grad(set_to_none=True)
+            step(index)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    optimizer.zero_grad(set_to_none=True)
+    with torch.cuda.graph(graph):
+        step(index)
+    seconds, losses = [], []
+    for epoch in range(spec["epochs"]):
+        started = time.perf_counter()
+        total.zero_()
+        order = epoch_order(len(train), spec["seed"], epoch + 1, device)
+        full = len(order) // batch
+        for start in range(0, full * batch, batch):
+            index.copy_(order[start : start + batch])
+            graph.replay()
+        if full * batch < len(order):
+            for p in model.parameters():
+                p.grad.zero_()
+            step(order[full * batch :])
         losses.append(total.item() / len(train))
         seconds.append(time.perf_counter() - started)
     return {"seconds": seconds, "losses": losses}
@@ -255,6 +326,7 @@ def child_eval(spec: dict[str, Any]) -> dict[str, Any]:
 CHILDREN: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "seed": child_seed,
     "plain": child_plain,
+    "graphed": child_graphed,
     "floor": child_floor,
     "eval": child_eval,
 }
@@ -429,6 +501,16 @@ def part_seed(options: BenchOptions, log: Callable[[str], None]) -> dict[str, An
 
 def part_plain(options: BenchOptions, log: Callable[[str], None]) -> dict[str, Any]:
     return _repeated("plain", "plain loop", options, log)
+
+
+def part_graphed(options: BenchOptions, log: Callable[[str], None]) -> dict[str, Any]:
+    from vaekit.runtime import resolve_device
+
+    if resolve_device(options.device).type != "cuda":
+        note = "CUDA graphs need a CUDA device"
+        log(f"  graphed: skipped ({note})")
+        return {"skipped": note}
+    return _repeated("graphed", "plain loop, CUDA graph", options, log)
 
 
 def _precisions(options: BenchOptions) -> tuple[list[str], dict[str, str]]:
@@ -607,6 +689,7 @@ def part_scaling(options: BenchOptions, log: Callable[[str], None]) -> dict[str,
 PART_FUNCTIONS = {
     "seed": part_seed,
     "plain": part_plain,
+    "graphed": part_graphed,
     "floor": part_floor,
     "vaekit": part_vaekit,
     "pythae": part_pythae,
@@ -683,6 +766,9 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
         out["pythae_speedup_vs_seed"] = seed / pythae
     if seed and plain.get("s_per_epoch"):
         out["plain_speedup_vs_seed"] = seed / plain["s_per_epoch"]
+    graphed = results.get("graphed", {}).get("s_per_epoch")
+    if seed and graphed:
+        out["graphed_speedup_vs_seed"] = seed / graphed
     return out
 
 
@@ -699,17 +785,23 @@ def run(options: BenchOptions, log: Callable[[str], None] = print) -> dict[str, 
         report: dict[str, Any] = {"machine": machine(), "options": asdict(options)}
         report["command"] = "vaekit " + " ".join(sys.argv[1:]) if sys.argv[1:] else None
         results: dict[str, Any] = {}
+        failures: dict[str, str] = {}
         started = time.perf_counter()
         loads: dict[str, list[float]] = {}
         for name in PARTS:  # a fixed order: the eval part reuses the fp32 training's model
             if name in options.parts:
                 log(f"[{name}]")
                 before = os.getloadavg()[0]
-                results[name] = PART_FUNCTIONS[name](options, log)
+                try:
+                    results[name] = PART_FUNCTIONS[name](options, log)
+                except RuntimeError as error:  # a child failed: report it, measure the rest
+                    failures[name] = str(error)
+                    log(f"  {name} failed: {error}")
                 # 1-minute load averages around the part: other jobs on the machine show here
                 loads[name] = [before, os.getloadavg()[0]]
         report["machine"]["load_by_part"] = loads
         report["results"] = results
+        report["failures"] = failures
         report["ratios"] = ratios(results)
         report["seconds"] = time.perf_counter() - started
         report["machine"]["load_average_at_end"] = os.getloadavg()

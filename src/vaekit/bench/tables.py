@@ -56,6 +56,9 @@ def training_table(report: dict[str, Any]) -> str:
     plain = results.get("plain")
     if plain:
         row("plain in-memory loop, fp32", plain, ratios.get("plain_speedup_vs_seed"))
+    graphed = results.get("graphed")
+    if graphed and "s_per_epoch" in graphed:
+        row("plain loop as a CUDA graph, fp32", graphed, ratios.get("graphed_speedup_vs_seed"))
     for precision, summary in results.get("vaekit", {}).items():
         if precision == "skipped":
             continue
@@ -226,11 +229,14 @@ def _loads(loads: Any) -> str:
 
 
 def _notes(report: dict[str, Any]) -> list[str]:
-    notes = []
+    notes = [f"- {name}: failed ({why})" for name, why in report.get("failures", {}).items()]
     results = report["results"]
     for name in ("floor", "vaekit", "eval"):
         for precision, why in results.get(name, {}).get("skipped", {}).items():
             notes.append(f"- {name} {precision}: skipped ({why})")
+    graphed = results.get("graphed", {})
+    if isinstance(graphed.get("skipped"), str):
+        notes.append(f"- plain loop as a CUDA graph: skipped ({graphed['skipped']})")
     pythae = results.get("pythae", {})
     if isinstance(pythae.get("skipped"), str):
         notes.append(f"- {pythae['skipped']}")

@@ -1,0 +1,125 @@
+"""The GPU paths give the CPU's numbers: training steps, mixed precision, evaluation,
+checkpoints that move between devices.
+
+These run only where CUDA is available (`scripts/gpu-check.sh` runs them on a lent GPU
+machine); elsewhere pytest reports them as skipped, never as passed.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import torch
+
+from vaekit import api
+from vaekit.config import EvalConfig
+from vaekit.data import epoch_order, iterate_batches, load_split, to_unit
+from vaekit.evaluate import importance_weighted_estimates
+
+train_module = importlib.import_module("vaekit.train")
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+# TF32 is off in PyTorch's matmuls by default, so fp32 on the GPU differs from the CPU
+# by summation order alone: this close after a few steps.
+FP32_REL = 1e-4
+# Mixed precision against fp32, per-sample loss over a few steps (as on the CPU for bf16).
+MIXED_REL = 0.005
+
+
+def _batches(mnist_dir, n: int) -> list[torch.Tensor]:
+    train = load_split("mnist", "train", mnist_dir, False).subset(n * 128)
+    return [to_unit(b) for b in iterate_batches(train.images, 128, epoch_order(len(train), 0, 1))]
+
+
+def _steps(config, batches, device: str, precision: str = "fp32") -> tuple[list[float], dict]:
+    """vaekit's training step on `device`, the same noise for every device (drawn on the CPU).
+
+    Returns the per-sample losses, the final weights and the steps skipped as non-finite.
+    """
+    config.train.device, config.train.precision = device, precision
+    state = train_module.build_state(config, (1, 28, 28))
+    generator = torch.Generator().manual_seed(1)
+    losses = []
+    for x in batches:
+        noise = torch.randn(x.shape[0], config.model.latent_dim, generator=generator)
+        loss = train_module.train_step(state, x.to(device), noise.to(device))
+        losses.append(loss.item() / x.shape[0])
+    weights = {k: v.detach().cpu() for k, v in state.model.state_dict().items()}
+    return losses, weights, int(state.sums["skipped"].item())
+
+
+def test_fp32_steps_on_the_gpu_match_the_cpu(small_config, mnist_dir):
+    batches = _batches(mnist_dir, 8)
+    cpu_losses, cpu_weights, _ = _steps(small_config, batches, "cpu")
+    gpu_losses, gpu_weights, skipped = _steps(small_config, batches, "cuda")
+    assert skipped == 0
+    assert gpu_losses == pytest.approx(cpu_losses, rel=FP32_REL)
+    # Adam's normalised update moves a weight whose gradient is mostly rounding by up to
+    # lr (1e-3) a step either way, so the weights get one step's tolerance; the losses
+    # above are the sharp check.
+    for key, value in cpu_weights.items():
+        torch.testing.assert_close(gpu_weights[key], value, rtol=1e-3, atol=1e-3)
+
+
+def test_bf16_steps_on_the_gpu_stay_near_fp32(small_config, mnist_dir):
+    batches = _batches(mnist_dir, 8)
+    fp32, _, _ = _steps(small_config, batches, "cuda")
+    bf16, weights, skipped = _steps(small_config, batches, "cuda", "bf16")
+    assert skipped == 0
+    assert bf16 == pytest.approx(fp32, rel=MIXED_REL)
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_fp16_steps_on_the_gpu_train_through_the_grad_scaler(small_config, mnist_dir):
+    """The first loss is a forward pass on equal weights: near fp32's. The scaler starts
+    at 2^16 and halves on overflow, skipping those steps (a skipped step sets the run one
+    update behind, so later losses are not compared one to one); training still goes on."""
+    batches = _batches(mnist_dir, 16)
+    fp32, _, _ = _steps(small_config, batches, "cuda")
+    fp16, weights, skipped = _steps(small_config, batches, "cuda", "fp16")
+    assert fp16[0] == pytest.approx(fp32[0], rel=MIXED_REL)
+    assert skipped <= 4
+    assert fp16[-1] < 0.8 * fp16[0]
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_fp16_uses_a_grad_scaler_and_bf16_does_not(small_config):
+    small_config.train.device = "cuda"
+    small_config.train.precision = "fp16"
+    assert train_module.build_state(small_config, (1, 28, 28)).scaler is not None
+    small_config.train.precision = "bf16"
+    assert train_module.build_state(small_config, (1, 28, 28)).scaler is None
+
+
+def test_a_run_trained_on_the_gpu_resumes_and_evaluates_on_the_cpu(small_config, tmp_path):
+    small_config.train.device = "cuda"
+    small_config.train.epochs = 1
+    run = train_module.fit(small_config, tmp_path / "run", log=lambda _: None, progress=False)
+    model = api.load(run, "cpu")
+    assert next(model.parameters()).device.type == "cpu"
+    # resumed on the CPU for a second epoch: the GPU's RNG state must not stop it
+    train_module.fit(
+        small_config,
+        run,
+        resume=True,
+        resume_overrides={"epochs": 2, "device": "cpu"},
+        log=lambda _: None,
+        progress=False,
+    )
+    assert (run / "metrics.jsonl").read_text().count("\n") == 2
+
+
+def test_the_likelihood_estimate_on_the_gpu_agrees_with_the_cpu(small_config, tmp_path, mnist_dir):
+    """Different devices draw different samples: the two estimates agree within their
+    Monte Carlo error, which at k = 1000 is well under a nat per image on average."""
+    small_config.train.device = "cuda"
+    run = train_module.fit(small_config, tmp_path / "run", log=lambda _: None, progress=False)
+    x = to_unit(load_split("mnist", "test", mnist_dir, False).images[:40])
+    config = EvalConfig(k=1000, fid=False)
+    cpu = importance_weighted_estimates(api.load(run, "cpu"), x, config, progress=False)
+    gpu = importance_weighted_estimates(api.load(run, "cuda"), x.cuda(), config, progress=False)
+    assert gpu.device.type == "cuda"
+    assert abs(gpu.mean().item() - cpu.mean().item()) < 0.5
+    assert (gpu.cpu() - cpu).abs().max().item() < 3.0
