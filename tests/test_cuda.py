@@ -94,9 +94,14 @@ def test_fp16_uses_a_grad_scaler_and_bf16_does_not(small_config):
 
 
 def test_a_run_trained_on_the_gpu_resumes_and_evaluates_on_the_cpu(small_config, tmp_path):
+    """The main job on a GPU, pictures and plots included; its run folder then serves a
+    CPU-only user (loading, resuming)."""
     small_config.train.device = "cuda"
     small_config.train.epochs = 1
+    small_config.train.pictures = small_config.train.plots = True
     run = train_module.fit(small_config, tmp_path / "run", log=lambda _: None, progress=False)
+    for name in ("samples.png", "reconstructions.png", "latent_scatter.png", "loss_curves.png"):
+        assert (run / name).stat().st_size > 1000, name
     model = api.load(run, "cpu")
     assert next(model.parameters()).device.type == "cpu"
     # resumed on the CPU for a second epoch: the GPU's RNG state must not stop it
