@@ -183,9 +183,13 @@ def test_gradient_clipping_bounds_the_gradient_norm(small_config):
     assert grads.norm().item() == pytest.approx(0.5, rel=1e-4)  # raw norm is in the thousands
 
 
-def test_oversized_updates_are_skipped_and_counted(small_config):
-    """--skip-grad-norm: a step whose gradient norm exceeds it leaves weights and Adam alone."""
+@pytest.mark.parametrize("scaled", [False, True], ids=["plain", "grad-scaler"])
+def test_oversized_updates_are_skipped_and_counted(small_config, scaled):
+    """--skip-grad-norm: a step whose gradient norm exceeds it leaves weights and Adam alone,
+    also behind fp16's grad scaler (a CPU scaler stands in for the CUDA one here)."""
     state = build_state(small_config, (1, 28, 28))
+    if scaled:
+        state.scaler = torch.amp.GradScaler("cpu")
     x = torch.rand(32, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     state.config.train.skip_grad_norm = 1.0  # the raw norm of the summed loss is in the thousands
     before = {k: v.clone() for k, v in state.model.state_dict().items()}
@@ -197,6 +201,23 @@ def test_oversized_updates_are_skipped_and_counted(small_config):
     train_step(state, x)
     assert not torch.equal(before["fc1.weight"], state.model.fc1.weight)
     assert state.sums["skipped"].item() == 1 and state.bad_in_a_row.item() == 0
+
+
+def test_an_overflowing_scaled_step_is_skipped_and_the_scale_backs_off(small_config):
+    """fp16's grad scaler: gradients that overflow at the current scale skip the update
+    (weights, Adam's state untouched, the step counted) and halve the scale."""
+    state = build_state(small_config, (1, 28, 28))
+    state.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**127)  # gradients above 2 overflow
+    x = torch.rand(32, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    before = {k: v.clone() for k, v in state.model.state_dict().items()}
+    train_step(state, x)
+    assert all(torch.equal(before[k], v) for k, v in state.model.state_dict().items())
+    assert state.sums["skipped"].item() == 1
+    assert state.scaler.get_scale() == 2.0**126
+    state.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    train_step(state, x)
+    assert not torch.equal(before["fc1.weight"], state.model.fc1.weight)
+    assert state.sums["skipped"].item() == 1
 
 
 def test_pid_signal_handlers_are_restored_after_training(small_config, tmp_path):

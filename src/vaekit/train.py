@@ -181,12 +181,13 @@ def train_step(
     bad = ~(torch.isfinite(loss) & torch.isfinite(norm))
     if cfg.skip_grad_norm:
         bad |= norm > cfg.skip_grad_norm
+    # Fused Adam skips the update on the device. With fp16's scaler the gradients are
+    # unscaled already, so the step is taken here too (scaler.step would skip only on
+    # overflow, not for --skip-grad-norm); update() still backs the scale off on overflow.
+    state.optimizer.found_inf = bad.float()
+    state.optimizer.step()
     if state.scaler is not None:
-        state.scaler.step(state.optimizer)  # the scaler skips non-finite gradients itself
         state.scaler.update()
-    else:
-        state.optimizer.found_inf = bad.float()  # fused Adam skips the update on the device
-        state.optimizer.step()
     for key in TERMS:
         state.sums[key] += torch.where(bad, 0.0, terms[key].detach().sum())
     state.sums["examples"] += torch.where(bad, 0, x.shape[0])
