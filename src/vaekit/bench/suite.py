@@ -107,6 +107,22 @@ def child_seed(spec: dict[str, Any]) -> dict[str, Any]:
     return {"seconds": seconds, "losses": losses}
 
 
+def _images_and_model(spec: dict[str, Any], device: Any) -> tuple[Any, Any]:
+    """The training images resident on `device` and the spec's MLP VAE there, seeded."""
+    import torch
+
+    from vaekit.config import ModelConfig
+    from vaekit.data import load_split
+    from vaekit.models import build_model
+
+    train = load_split("mnist", "train", spec["data_dir"], False).subset(spec["limit"])
+    torch.manual_seed(spec["seed"])
+    model = build_model(
+        ModelConfig(hidden_dim=spec["hidden"], latent_dim=spec["latent"]), (1, 28, 28)
+    )
+    return train.images.to(device), model.to(device)
+
+
 def child_plain(spec: dict[str, Any]) -> dict[str, Any]:
     """The shortest fast loop: in-memory batches, logits loss, fused Adam, one sync per epoch.
 
@@ -115,26 +131,19 @@ def child_plain(spec: dict[str, Any]) -> dict[str, Any]:
     """
     import torch
 
-    from vaekit.config import ModelConfig
-    from vaekit.data import epoch_order, iterate_batches, load_split, to_unit
-    from vaekit.models import build_model
+    from vaekit.data import epoch_order, iterate_batches, to_unit
     from vaekit.objectives import negative_elbo
     from vaekit.runtime import resolve_device
 
     _set_threads(spec)
     device = resolve_device(spec["device"])
-    train = load_split("mnist", "train", spec["data_dir"], False).subset(spec["limit"])
-    resident = train.images.to(device)
-    torch.manual_seed(spec["seed"])
-    model = build_model(
-        ModelConfig(hidden_dim=spec["hidden"], latent_dim=spec["latent"]), (1, 28, 28)
-    ).to(device)
+    resident, model = _images_and_model(spec, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
     seconds, losses = [], []
     for epoch in range(spec["epochs"]):
         started = time.perf_counter()
         total = torch.zeros((), device=device)
-        order = epoch_order(len(train), spec["seed"], epoch + 1, device)
+        order = epoch_order(len(resident), spec["seed"], epoch + 1, device)
         for images in iterate_batches(resident, spec["batch_size"], order):
             x = to_unit(images)
             out = model(x)
@@ -143,7 +152,7 @@ def child_plain(spec: dict[str, Any]) -> dict[str, Any]:
             loss.backward()
             optimizer.step()
             total += loss.detach()
-        losses.append(total.item() / len(train))
+        losses.append(total.item() / len(resident))
         seconds.append(time.perf_counter() - started)
     return {"seconds": seconds, "losses": losses}
 
@@ -159,24 +168,18 @@ def child_graphed(spec: dict[str, Any]) -> dict[str, Any]:
     """
     import torch
 
-    from vaekit.config import ModelConfig
-    from vaekit.data import epoch_order, load_split, to_unit
-    from vaekit.models import build_model
+    from vaekit.data import epoch_order, to_unit
     from vaekit.objectives import negative_elbo
     from vaekit.runtime import resolve_device
 
+    _set_threads(spec)
     device = resolve_device(spec["device"])
     if device.type != "cuda":
         raise RuntimeError("CUDA graphs need a CUDA device")
-    train = load_split("mnist", "train", spec["data_dir"], False).subset(spec["limit"])
-    resident = train.images.to(device)
-    torch.manual_seed(spec["seed"])
-    model = build_model(
-        ModelConfig(hidden_dim=spec["hidden"], latent_dim=spec["latent"]), (1, 28, 28)
-    ).to(device)
+    resident, model = _images_and_model(spec, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True, capturable=True)
     batch = spec["batch_size"]
-    index = torch.zeros(batch, dtype=torch.long, device=device)
+    index = torch.arange(batch, device=device)  # the batch a replay trains on: set per step
     total = torch.zeros((), device=device)
 
     def step(indices: torch.Tensor) -> None:
@@ -201,7 +204,7 @@ def child_graphed(spec: dict[str, Any]) -> dict[str, Any]:
     for epoch in range(spec["epochs"]):
         started = time.perf_counter()
         total.zero_()
-        order = epoch_order(len(train), spec["seed"], epoch + 1, device)
+        order = epoch_order(len(resident), spec["seed"], epoch + 1, device)
         full = len(order) // batch
         for start in range(0, full * batch, batch):
             index.copy_(order[start : start + batch])
@@ -210,7 +213,7 @@ def child_graphed(spec: dict[str, Any]) -> dict[str, Any]:
             for p in model.parameters():
                 p.grad.zero_()
             step(order[full * batch :])
-        losses.append(total.item() / len(train))
+        losses.append(total.item() / len(resident))
         seconds.append(time.perf_counter() - started)
     return {"seconds": seconds, "losses": losses}
 
