@@ -172,7 +172,10 @@ def test_a_failing_part_is_reported_and_the_rest_still_measured(monkeypatch, tmp
     monkeypatch.setitem(suite.PART_FUNCTIONS, "graphed", broken)
     monkeypatch.setitem(suite.PART_FUNCTIONS, "floor", lambda options, log: {"skipped": {}})
     options = suite.BenchOptions(parts=("graphed", "floor"), work_dir=str(tmp_path))
-    report = suite.run(options, log=lambda _: None)
+    seen = []  # what a run cut short after each part would have left on disk
+    report = suite.run(options, log=lambda _: None, after_part=lambda r: seen.append(json.dumps(r)))
+    assert [sorted(json.loads(r)["results"]) for r in seen] == [[], ["floor"]]
+    assert json.loads(seen[0])["failures"] == {"graphed": report["failures"]["graphed"]}
     assert set(report["results"]) == {"floor"}
     assert report["failures"] == {"graphed": "python -m vaekit.bench.suite... exited 1: CUDA error"}
     assert "- graphed: failed (python -m vaekit.bench.suite" in tables.markdown(report)

@@ -342,7 +342,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         options = bench_suite.BenchOptions.quick_options(**values)
     else:
         options = bench_suite.BenchOptions(**{k: v for k, v in values.items() if v is not None})
-    result = bench_suite.run(options)
+
+    def save(report: dict) -> None:  # after every part: a cut-short run keeps what it measured
+        bench_suite.write(report, args.json, args.markdown)
+
+    result = bench_suite.run(options, after_part=save)
     for path in bench_suite.write(result, args.json, args.markdown):
         print(f"Wrote {path}")
     if result["failures"]:  # the report holds the rest; the exit status says it is partial

@@ -775,8 +775,16 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run(options: BenchOptions, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Measure every part in `options.parts`, in order; returns the JSON-ready report."""
+def run(
+    options: BenchOptions,
+    log: Callable[[str], None] = print,
+    after_part: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Measure every part in `options.parts`, in order; returns the JSON-ready report.
+
+    `after_part` gets the report as it stands after each part (ratios of what is measured
+    so far), so a run cut short by a time limit still leaves its finished parts behind.
+    """
     unknown = set(options.parts) - set(PARTS)
     if unknown:
         from vaekit.errors import ConfigError
@@ -787,27 +795,27 @@ def run(options: BenchOptions, log: Callable[[str], None] = print) -> dict[str, 
         Path(options.work_dir).mkdir(parents=True, exist_ok=True)
         report: dict[str, Any] = {"machine": machine(), "options": asdict(options)}
         report["command"] = "vaekit " + " ".join(sys.argv[1:]) if sys.argv[1:] else None
-        results: dict[str, Any] = {}
-        failures: dict[str, str] = {}
+        report["machine"]["load_by_part"] = loads = {}
+        report["results"] = results = {}
+        report["failures"] = failures = {}
         started = time.perf_counter()
-        loads: dict[str, list[float]] = {}
         for name in PARTS:  # a fixed order: the eval part reuses the fp32 training's model
-            if name in options.parts:
-                log(f"[{name}]")
-                before = os.getloadavg()[0]
-                try:
-                    results[name] = PART_FUNCTIONS[name](options, log)
-                except RuntimeError as error:  # a child failed: report it, measure the rest
-                    failures[name] = str(error)
-                    log(f"  {name} failed: {error}")
-                # 1-minute load averages around the part: other jobs on the machine show here
-                loads[name] = [before, os.getloadavg()[0]]
-        report["machine"]["load_by_part"] = loads
-        report["results"] = results
-        report["failures"] = failures
-        report["ratios"] = ratios(results)
-        report["seconds"] = time.perf_counter() - started
-        report["machine"]["load_average_at_end"] = os.getloadavg()
+            if name not in options.parts:
+                continue
+            log(f"[{name}]")
+            before = os.getloadavg()[0]
+            try:
+                results[name] = PART_FUNCTIONS[name](options, log)
+            except RuntimeError as error:  # a child failed: report it, measure the rest
+                failures[name] = str(error)
+                log(f"  {name} failed: {error}")
+            # 1-minute load averages around the part: other jobs on the machine show here
+            loads[name] = [before, os.getloadavg()[0]]
+            report["ratios"] = ratios(results)
+            report["seconds"] = time.perf_counter() - started
+            report["machine"]["load_average_at_end"] = os.getloadavg()
+            if after_part:
+                after_part(report)
     return report
 
 
