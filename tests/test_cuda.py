@@ -34,7 +34,7 @@ def _batches(mnist_dir, n: int) -> list[torch.Tensor]:
     return [to_unit(b) for b in iterate_batches(train.images, 128, epoch_order(len(train), 0, 1))]
 
 
-def _steps(config, batches, device: str, precision: str = "fp32") -> tuple[list[float], dict]:
+def _steps(config, batches, device: str, precision: str = "fp32") -> tuple[list[float], dict, int]:
     """vaekit's training step on `device`, the same noise for every device (drawn on the CPU).
 
     Returns the per-sample losses, the final weights and the steps skipped as non-finite.
