@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 
 from vaekit.config import RunConfig
+from vaekit.data import epoch_order, iterate_batches, load_split, to_unit
 
 ROOT = Path(__file__).resolve().parents[1]
 # The read-only copy beside the checkout; VAEKIT_TEST_MNIST points elsewhere (a GPU machine
@@ -30,6 +33,19 @@ def _isolated_cache(
     """No test reads or fills the user's real cache, or finds data through the environment."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.delenv("VAEKIT_DATA_DIR", raising=False)
+
+
+@pytest.fixture
+def mnist_batches(mnist_dir: Path) -> Callable[[int], list[torch.Tensor]]:
+    """n -> the first n float batches of 128 training images of epoch 1's order (seed 0):
+    what a training step sees, for tests that drive `train_step` by hand."""
+
+    def batches(n: int) -> list[torch.Tensor]:
+        train = load_split("mnist", "train", mnist_dir, False).subset(n * 128)
+        order = epoch_order(len(train), 0, 1)
+        return [to_unit(b) for b in iterate_batches(train.images, 128, order)]
+
+    return batches
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import torch
 
 from vaekit import api
 from vaekit.config import EvalConfig
-from vaekit.data import epoch_order, iterate_batches, load_split, to_unit
+from vaekit.data import load_split, to_unit
 from vaekit.evaluate import importance_weighted_estimates
 
 train_module = importlib.import_module("vaekit.train")
@@ -27,11 +27,6 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 FP32_REL = 1e-4
 # Mixed precision against fp32, per-sample loss over a few steps (as on the CPU for bf16).
 MIXED_REL = 0.005
-
-
-def _batches(mnist_dir, n: int) -> list[torch.Tensor]:
-    train = load_split("mnist", "train", mnist_dir, False).subset(n * 128)
-    return [to_unit(b) for b in iterate_batches(train.images, 128, epoch_order(len(train), 0, 1))]
 
 
 def _steps(config, batches, device: str, precision: str = "fp32") -> tuple[list[float], dict, int]:
@@ -51,8 +46,8 @@ def _steps(config, batches, device: str, precision: str = "fp32") -> tuple[list[
     return losses, weights, int(state.sums["skipped"].item())
 
 
-def test_fp32_steps_on_the_gpu_match_the_cpu(small_config, mnist_dir):
-    batches = _batches(mnist_dir, 8)
+def test_fp32_steps_on_the_gpu_match_the_cpu(small_config, mnist_batches):
+    batches = mnist_batches(8)
     cpu_losses, cpu_weights, _ = _steps(small_config, batches, "cpu")
     gpu_losses, gpu_weights, skipped = _steps(small_config, batches, "cuda")
     assert skipped == 0
@@ -64,8 +59,8 @@ def test_fp32_steps_on_the_gpu_match_the_cpu(small_config, mnist_dir):
         torch.testing.assert_close(gpu_weights[key], value, rtol=1e-3, atol=1e-3)
 
 
-def test_bf16_steps_on_the_gpu_stay_near_fp32(small_config, mnist_dir):
-    batches = _batches(mnist_dir, 8)
+def test_bf16_steps_on_the_gpu_stay_near_fp32(small_config, mnist_batches):
+    batches = mnist_batches(8)
     fp32, _, _ = _steps(small_config, batches, "cuda")
     bf16, weights, skipped = _steps(small_config, batches, "cuda", "bf16")
     assert skipped == 0
@@ -73,11 +68,11 @@ def test_bf16_steps_on_the_gpu_stay_near_fp32(small_config, mnist_dir):
     assert all(torch.isfinite(w).all() for w in weights.values())
 
 
-def test_fp16_steps_on_the_gpu_train_through_the_grad_scaler(small_config, mnist_dir):
+def test_fp16_steps_on_the_gpu_train_through_the_grad_scaler(small_config, mnist_batches):
     """The first loss is a forward pass on equal weights: near fp32's. The scaler starts
     at 2^16 and halves on overflow, skipping those steps (a skipped step sets the run one
     update behind, so later losses are not compared one to one); training still goes on."""
-    batches = _batches(mnist_dir, 16)
+    batches = mnist_batches(16)
     fp32, _, _ = _steps(small_config, batches, "cuda")
     fp16, weights, skipped = _steps(small_config, batches, "cuda", "fp16")
     assert fp16[0] == pytest.approx(fp32[0], rel=MIXED_REL)

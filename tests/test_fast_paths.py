@@ -16,7 +16,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vaekit.data import epoch_order, iterate_batches, load_split, to_unit
 from vaekit.models import build_model
 from vaekit.runtime import flush_denormals
 
@@ -25,12 +24,6 @@ train_module = importlib.import_module("vaekit.train")
 # bf16 keeps 8 significant bits; over a short run the per-sample loss of bf16 autocast
 # stays this close to fp32's (measured: 0.002 % after 2 epochs on 2,000 images).
 BF16_LOSS_TOLERANCE = 0.005
-
-
-def _batches(mnist_dir, n: int, batch_size: int = 128) -> list[torch.Tensor]:
-    train = load_split("mnist", "train", mnist_dir, False).subset(n * batch_size)
-    order = epoch_order(len(train), 0, 1)
-    return [to_unit(b) for b in iterate_batches(train.images, batch_size, order)]
 
 
 def _plain_steps(config, batches) -> tuple[list[float], dict[str, torch.Tensor]]:
@@ -63,8 +56,8 @@ def _fast_steps(config, batches) -> tuple[list[float], dict[str, torch.Tensor], 
     return losses, state.model.state_dict(), sums
 
 
-def test_fp32_training_step_matches_the_plain_path(small_config, mnist_dir):
-    batches = _batches(mnist_dir, 12)
+def test_fp32_training_step_matches_the_plain_path(small_config, mnist_batches):
+    batches = mnist_batches(12)
     plain_losses, plain_weights = _plain_steps(small_config, batches)
     fast_losses, fast_weights, sums = _fast_steps(small_config, batches)
     assert fast_losses == pytest.approx(plain_losses, rel=1e-5)

@@ -343,11 +343,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     else:
         options = bench_suite.BenchOptions(**{k: v for k, v in values.items() if v is not None})
 
-    def save(report: dict) -> None:  # after every part: a cut-short run keeps what it measured
-        bench_suite.write(report, args.json, args.markdown)
+    written: list[Path] = []
 
-    result = bench_suite.run(options, after_part=save)
-    for path in bench_suite.write(result, args.json, args.markdown):
+    def save(report: dict) -> None:  # after every part: a cut-short run keeps what it measured
+        written[:] = bench_suite.write(report, args.json, args.markdown)
+
+    result = bench_suite.run(options, after_part=save)  # the last part's save is the report
+    for path in written:
         print(f"Wrote {path}")
     if result["failures"]:  # the report holds the rest; the exit status says it is partial
         print(
