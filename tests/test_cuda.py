@@ -7,18 +7,19 @@ machine); elsewhere pytest reports them as skipped, never as passed.
 
 from __future__ import annotations
 
-import importlib
 import json
 
 import pytest
 import torch
 
+import vaekit
 from vaekit import api
 from vaekit.config import EvalConfig
 from vaekit.data import load_split, to_unit
-from vaekit.evaluate import importance_weighted_estimates
-
-train_module = importlib.import_module("vaekit.train")
+from vaekit.evaluation.estimate import importance_weighted_estimates
+from vaekit.training.loop import fit
+from vaekit.training.state import build_state
+from vaekit.training.step import train_step
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -35,12 +36,12 @@ def _steps(config, batches, device: str, precision: str = "fp32") -> tuple[list[
     Returns the per-sample losses, the final weights and the steps skipped as non-finite.
     """
     config.train.device, config.train.precision = device, precision
-    state = train_module.build_state(config, (1, 28, 28))
+    state = build_state(config, (1, 28, 28))
     generator = torch.Generator().manual_seed(1)
     losses = []
     for x in batches:
         noise = torch.randn(x.shape[0], config.model.latent_dim, generator=generator)
-        loss = train_module.train_step(state, x.to(device), noise.to(device))
+        loss = train_step(state, x.to(device), noise.to(device))
         losses.append(loss.item() / x.shape[0])
     weights = {k: v.detach().cpu() for k, v in state.model.state_dict().items()}
     return losses, weights, int(state.sums["skipped"].item())
@@ -84,9 +85,9 @@ def test_fp16_steps_on_the_gpu_train_through_the_grad_scaler(small_config, mnist
 def test_fp16_uses_a_grad_scaler_and_bf16_does_not(small_config):
     small_config.train.device = "cuda"
     small_config.train.precision = "fp16"
-    assert train_module.build_state(small_config, (1, 28, 28)).scaler is not None
+    assert build_state(small_config, (1, 28, 28)).scaler is not None
     small_config.train.precision = "bf16"
-    assert train_module.build_state(small_config, (1, 28, 28)).scaler is None
+    assert build_state(small_config, (1, 28, 28)).scaler is None
 
 
 def test_a_run_trained_on_the_gpu_resumes_and_evaluates_on_the_cpu(small_config, tmp_path):
@@ -95,13 +96,13 @@ def test_a_run_trained_on_the_gpu_resumes_and_evaluates_on_the_cpu(small_config,
     small_config.train.device = "cuda"
     small_config.train.epochs = 1
     small_config.train.pictures = small_config.train.plots = True
-    run = train_module.fit(small_config, tmp_path / "run", log=lambda _: None, progress=False)
+    run = vaekit.train(small_config, tmp_path / "run", log=lambda _: None, progress=False)
     for name in ("samples.png", "reconstructions.png", "latent_scatter.png", "loss_curves.png"):
         assert (run / name).stat().st_size > 1000, name
     model = api.load(run, "cpu")
     assert next(model.parameters()).device.type == "cpu"
     # resumed on the CPU for a second epoch: the GPU's RNG state must not stop it
-    train_module.fit(
+    fit(
         small_config,
         run,
         resume=True,
@@ -116,7 +117,7 @@ def test_the_likelihood_estimate_on_the_gpu_agrees_with_the_cpu(small_config, tm
     """Different devices draw different samples: the two estimates agree within their
     Monte Carlo error, which at k = 1000 is well under a nat per image on average."""
     small_config.train.device = "cuda"
-    run = train_module.fit(small_config, tmp_path / "run", log=lambda _: None, progress=False)
+    run = fit(small_config, tmp_path / "run", log=lambda _: None, progress=False)
     x = to_unit(load_split("mnist", "test", mnist_dir, False).images[:40])
     config = EvalConfig(k=1000, fid=False)
     cpu = importance_weighted_estimates(api.load(run, "cpu"), x, config, progress=False)

@@ -783,7 +783,7 @@ def test_evaluation_draw_is_fixed_by_the_seed():
 def test_dynamic_training_resumes_bit_for_bit(small_config, tmp_path):
     """The per-batch draws come from the RNG the checkpoint saves, so resuming redraws them."""
     from vaekit import checkpoint
-    from vaekit.train import fit
+    from vaekit.training.loop import fit
 
     small_config.data.binarize = "dynamic"
     small_config.data.limit = 1000

@@ -17,15 +17,16 @@ import pytest
 import torch
 from torch import nn
 
-from vaekit import evaluate as ev
 from vaekit.cli import main
 from vaekit.config import EvalConfig, ModelConfig
 from vaekit.data import Split
+from vaekit.evaluation import estimate as ev
+from vaekit.evaluation.result import EvalResult
 from vaekit.likelihoods import Likelihood
 from vaekit.models import build_model
 from vaekit.models.base import VAE
 from vaekit.objectives import bernoulli_nll, gaussian_kl, gaussian_log_prob
-from vaekit.train import fit
+from vaekit.training.loop import fit
 
 X_DIM, Z_DIM = 6, 2
 
@@ -211,18 +212,18 @@ def test_evaluate_report_is_consistent_and_repeats():
     config = EvalConfig(k=50, batch_size=16, memory_mb=1)
     result = ev.evaluate(model, _tiny_split(), config, "dynamic", progress=False)
     again = ev.evaluate(model, _tiny_split(), config, "dynamic", progress=False)
-    assert result["iwae"] == again["iwae"] and result["neg_elbo"] == again["neg_elbo"]
-    elbo, iwae = result["neg_elbo"], result["iwae"]
-    assert elbo["nats"] == pytest.approx(elbo["recon"] + elbo["kl"], rel=1e-5)
-    assert elbo["bits_per_dim"] == pytest.approx(elbo["nats"] / (784 * math.log(2)))
-    assert iwae["nll_bits_per_dim"] == pytest.approx(iwae["nll_nats"] / (784 * math.log(2)))
-    assert iwae["nll_nats"] < elbo["nats"] + 3 * iwae["stderr_nats"]
-    assert result["images"] == 60 and result["binarize"] == "dynamic"
-    assert len(result["latent"]["kl_per_dim"]) == 2
-    assert result["timing"]["images_x_k_per_second"] > 0
-    json.dumps(result)  # JSON-ready
+    assert result.iwae == again.iwae and result.neg_elbo == again.neg_elbo
+    elbo, iwae = result.neg_elbo, result.iwae
+    assert elbo.nats == pytest.approx(elbo.recon + elbo.kl, rel=1e-5)
+    assert elbo.bits_per_dim == pytest.approx(elbo.nats / (784 * math.log(2)))
+    assert iwae.nll_bits_per_dim == pytest.approx(iwae.nll_nats / (784 * math.log(2)))
+    assert iwae.nll_nats < elbo.nats + 3 * iwae.stderr_nats
+    assert result.images == 60 and result.binarize == "dynamic"
+    assert len(result.latent.kl_per_dim) == 2
+    assert result.timing["images_x_k_per_second"] > 0
+    assert EvalResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result
     grey = ev.evaluate(model, _tiny_split(), config, "none", progress=False)
-    assert grey["neg_elbo"] != result["neg_elbo"]
+    assert grey.neg_elbo != result.neg_elbo
 
 
 @pytest.mark.parametrize("name", ["mlp", "conv"])

@@ -26,7 +26,7 @@ from vaekit import explore
 from vaekit.cli import main
 from vaekit.config import RunConfig
 from vaekit.data import load_split, to_unit
-from vaekit.evaluate import posterior_parameters
+from vaekit.evaluation.estimate import posterior_parameters
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 POINTS = 2000  # test images on the map: enough to see, quick to encode

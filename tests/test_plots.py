@@ -12,9 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
+import vaekit
 from vaekit import plots
 from vaekit.cli import main
-from vaekit.train import fit
 
 PNGS = ("latent_manifold.png", "latent_scatter.png", "interpolations.png", "loss_curves.png")
 
@@ -50,7 +50,9 @@ def _run(tmp_path_factory, mnist_dir, name, latent_dim, plots_on):
     config.model.latent_dim, config.model.hidden_dim = latent_dim, 128
     config.train.epochs, config.train.device = 2, "cpu"
     config.train.pictures, config.train.plots = True, plots_on
-    return fit(config, tmp_path_factory.mktemp(name) / "run", log=lambda _: None, progress=False)
+    return vaekit.train(
+        config, tmp_path_factory.mktemp(name) / "run", log=lambda _: None, progress=False
+    )
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from vaekit.cli import main
 from vaekit.config import RunConfig
 from vaekit.errors import ConfigError
 from vaekit.models import build_model
-from vaekit.train import kl_weight, learning_rate
+from vaekit.training.step import kl_weight, learning_rate
 
 EXPECTED = {"mnist-seed", "mnist-iwae-1l", "mnist-iwae-2l", "mnist-hvae", "fashion-conv"}
 IMAGE_SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28)}

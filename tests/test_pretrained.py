@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -63,18 +61,15 @@ def test_model_source_errors(args, fragment, capsys):
 def test_export_keeps_the_weights_and_the_figures(small_config, tmp_path):
     small_config.train.epochs = 1
     run = vaekit.train(small_config, tmp_path / "run", progress=False, log=lambda _: None)
-    report = {
-        "binarize": "none",
-        "neg_elbo": {"nats": 200.0},
-        "iwae": {"nll_nats": 195.0, "stderr_nats": 1.0, "k": 10},
-        "latent": {"active_units": 2},
-    }
-    (run / "eval.json").write_text(json.dumps(report))
+    config = vaekit.EvalConfig(k=10, limit=50, fid=False, device="cpu")
+    result = vaekit.evaluate_model(run, config, progress=False)  # writes the run's eval.json
     out = tmp_path / "shared.safetensors"
     assert main(["export", str(run), "-o", str(out), "--eval", "eval.json"]) == 0
     original, exported = checkpoint.load(run), checkpoint.load(out)
     assert exported.optimizer_state is None
-    assert exported.progress["figures"]["none"]["nll_nats"] == 195.0
+    figures = exported.progress["figures"]["none"]
+    assert figures["nll_nats"] == result.iwae.nll_nats and figures["k"] == 10
+    assert figures["active_units"] == result.latent.active_units
     for key, value in original.model_state.items():
         assert torch.equal(exported.model_state[key], value)
     assert out.stat().st_size < (run / checkpoint.FILENAME).stat().st_size / 2
@@ -99,7 +94,7 @@ def test_every_shipped_model_samples_and_reaches_its_stored_elbo(name, mnist_dir
     """The stored -ELBO is recomputed on the test set from the shipped weights, exactly as
     `vaekit evaluate` measured it (same binarisation draw, noise and batches)."""
     from vaekit.data import evaluation_images, load_split
-    from vaekit.evaluate import elbo_sums
+    from vaekit.evaluation.estimate import elbo_sums
 
     model = vaekit.load_pretrained(name, device="cpu")
     assert vaekit.sample(model, 4).shape == (4, 1, 28, 28)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import signal
@@ -17,10 +16,12 @@ import torch
 from vaekit import checkpoint
 from vaekit.errors import TrainingDiverged
 from vaekit.objectives import training_terms
-from vaekit.train import build_state, fit, train_step
+from vaekit.training import step as step_module
+from vaekit.training.loop import fit
+from vaekit.training.state import build_state
+from vaekit.training.step import train_step
 
 # `vaekit.train` the attribute is the API function; the module is reached by name.
-train_module = importlib.import_module("vaekit.train")
 
 
 def _cli(args, **kwargs) -> subprocess.Popen:
@@ -129,7 +130,7 @@ def _nan_on(steps: set[int]):
 def test_non_finite_steps_are_skipped_counted_and_leave_weights_alone(small_config, monkeypatch):
     state = build_state(small_config, (1, 28, 28))
     x = torch.rand(16, 1, 28, 28)
-    monkeypatch.setattr(train_module, "training_terms", _nan_on({0}))
+    monkeypatch.setattr(step_module, "training_terms", _nan_on({0}))
     before = {k: v.clone() for k, v in state.model.state_dict().items()}
     train_step(state, x)
     assert all(torch.equal(before[k], v) for k, v in state.model.state_dict().items())
@@ -148,7 +149,7 @@ def test_k_bad_steps_in_a_row_stop_the_run_and_keep_the_last_good_checkpoint(
     run = fit(small_config, tmp_path / "run", log=lambda _: None, progress=False)
     good = checkpoint.load(run)
     steps_per_epoch = -(-2000 // 128)
-    monkeypatch.setattr(train_module, "training_terms", _nan_on(set(range(3, 100))))
+    monkeypatch.setattr(step_module, "training_terms", _nan_on(set(range(3, 100))))
     with pytest.raises(TrainingDiverged, match="5 non-finite steps in a row in epoch 2") as info:
         fit(good.config, run, resume=True, resume_overrides={"epochs": 3}, log=lambda _: None)
     assert "last good checkpoint (epoch 1)" in str(info.value)
@@ -162,7 +163,7 @@ def test_isolated_bad_steps_do_not_stop_the_run(small_config, tmp_path, monkeypa
     small_config.train.max_bad_steps = 5
     # 16 steps per epoch: 12-15 end epoch 1, step 16 is good, 17-19 are bad again.
     bad = {2, 5, 9, 12, 13, 14, 15, 17, 18, 19}
-    monkeypatch.setattr(train_module, "training_terms", _nan_on(bad))
+    monkeypatch.setattr(step_module, "training_terms", _nan_on(bad))
     run = fit(small_config, tmp_path / "run", log=lambda _: None, progress=False)
     skipped = [json.loads(line)["train_skipped"] for line in (run / "metrics.jsonl").open()]
     assert skipped == [7, 3]
@@ -170,7 +171,7 @@ def test_isolated_bad_steps_do_not_stop_the_run(small_config, tmp_path, monkeypa
 
 def test_a_run_of_bad_steps_spanning_epochs_counts_as_one(small_config, tmp_path, monkeypatch):
     small_config.train.max_bad_steps = 5
-    monkeypatch.setattr(train_module, "training_terms", _nan_on({13, 14, 15, 16, 17}))
+    monkeypatch.setattr(step_module, "training_terms", _nan_on({13, 14, 15, 16, 17}))
     with pytest.raises(TrainingDiverged, match="in epoch 2"):
         fit(small_config, tmp_path / "run", log=lambda _: None, progress=False)
 

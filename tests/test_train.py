@@ -9,7 +9,7 @@ import torch
 
 from vaekit import checkpoint
 from vaekit.errors import ConfigError
-from vaekit.train import fit
+from vaekit.training.loop import fit
 
 
 def _weights(run_dir):

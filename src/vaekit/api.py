@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from vaekit import checkpoint, fid, pretrained
-from vaekit import evaluate as evaluation
+from vaekit import checkpoint, fid, pictures, pretrained
 from vaekit.config import EvalConfig, RunConfig
 from vaekit.data import Split, load_data
+from vaekit.distributed import world_from_env
 from vaekit.errors import ConfigError
+from vaekit.evaluation import estimate as evaluation
+from vaekit.evaluation.result import EvalResult
 from vaekit.models import VAE, build_model
+from vaekit.runfolder import RunFolder
 from vaekit.runtime import resolve_device
-from vaekit.train import fit
+from vaekit.training.loop import fit
 
 
 def load(path: str | Path, device: str = "auto") -> VAE:
@@ -42,14 +46,55 @@ def load_pretrained(name: str, device: str = "auto") -> VAE:
     return load(pretrained.path(name), device)
 
 
-def train(config: RunConfig | None = None, run_dir: str | Path = "runs/default", **kwargs) -> Path:
-    """Train a model (the seed's defaults when `config` is None); returns the run folder."""
-    return fit(config or RunConfig(), run_dir, **kwargs)
+def default_run_dir(config: RunConfig) -> Path:
+    """runs/<dataset>-<model>-<time>: where a run goes when no folder is named."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name = config.data.dataset.replace(":", "-").replace("/", "_")
+    return Path("runs") / f"{name}-{config.model.name}-{stamp}"
 
 
-def resume(run_dir: str | Path, **overrides) -> Path:
+def train(
+    config: RunConfig | None = None,
+    run_dir: str | Path | None = None,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+) -> Path:
+    """Train a model (the seed's defaults when `config` is None) into `run_dir`
+    (default: `default_run_dir`), then draw its pictures; returns the run folder."""
+    config = config or RunConfig()
+    run = fit(config, run_dir or default_run_dir(config), log=log, progress=progress)
+    finish_run(run)
+    return run
+
+
+def resume(
+    run_dir: str | Path,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+    **overrides: Any,
+) -> Path:
     """Continue a stopped run; `overrides` may extend `epochs` or move `device`."""
-    return fit(RunConfig(), run_dir, resume=True, resume_overrides=overrides)
+    run = fit(RunConfig(), run_dir, True, overrides, log=log, progress=progress)
+    finish_run(run)
+    return run
+
+
+def finish_run(run_dir: Path) -> None:
+    """The end of a run: samples, reconstructions, plots and report.html, as its
+    config asks (rank 0 alone under torchrun)."""
+    if not world_from_env().is_main:
+        return
+    run = checkpoint.load(run_dir).config
+    if not (run.train.pictures or run.train.plots):
+        return
+    model = load(run_dir, run.train.device)
+    test = load_data(run.data, "test").to(next(model.parameters()).device)  # as trained on
+    if run.train.pictures:
+        pictures.write_run_pictures(model, test.images, run_dir, run.train.seed)
+    if run.train.plots:
+        from vaekit import plots  # matplotlib is slow to import: only runs that draw pay
+
+        plots.plot_run(model, test, run_dir, run.train.seed, run.data.binarize, run.data.dataset)
 
 
 def encode(model: VAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,12 +134,15 @@ def evaluate_model(
     data_dir: str | Path | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
-) -> dict[str, Any]:
+    output: str | Path | None = None,
+) -> EvalResult:
     """Score a trained model (or run folder / checkpoint) on its dataset's test split.
 
     Negative ELBO, importance-weighted log-likelihood with `config.k` samples,
     KL per dimension, active units and FID-MNIST (the classifier is trained and
-    cached on first use). Returns the JSON-ready result that `vaekit evaluate` writes.
+    cached on first use). For a run folder or checkpoint, the result goes to
+    `output` (default: eval.json beside the checkpoint) and a report.html there
+    is refreshed; an in-memory model's result is written only to `output`.
     """
     config = config or EvalConfig()
     config.validate()
@@ -117,8 +165,23 @@ def evaluate_model(
     result = evaluation.evaluate(
         model, test, config, binarize, classifier, progress, grey.subset(config.limit).images
     )
-    header = {"checkpoint": source, "dataset": run.data.dataset, "split": "test"}
-    return header | result | {"torch": torch.__version__}
+    result.checkpoint, result.dataset, result.torch = source, run.data.dataset, torch.__version__
+    _store(result, source, output)
+    return result
+
+
+def _store(result: EvalResult, source: str | None, output: str | Path | None) -> None:
+    """Write eval.json (or `output`) and refresh the run's report.html when there is one."""
+    if output is None and source is None:
+        return
+    folder = RunFolder(Path(source).parent if source else Path(output).parent)
+    written = folder.write_eval(result, output)
+    result.extra["written"] = str(written)
+    if written == folder.eval_path and folder.report_path.is_file():
+        from vaekit import report
+
+        report.write_report(folder.path)
+        result.extra["report"] = str(folder.report_path)
 
 
 def plot(
@@ -127,9 +190,7 @@ def plot(
     """Draw a run's pictures and report.html into its folder; returns the PNG paths."""
     from vaekit import plots  # matplotlib is slow to import: only callers that draw pay
 
-    run_dir = Path(run_dir)
-    if not (run_dir / checkpoint.FILENAME).is_file():
-        raise ConfigError(f"{run_dir} is not a vaekit run folder (no {checkpoint.FILENAME})")
+    run_dir = RunFolder(run_dir).require_run().path
     model = load(run_dir, device)
     run = model.run_config
     test = _test_split(model, data_dir, run.data.binarize)

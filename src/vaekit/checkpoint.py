@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,12 +19,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
+from vaekit import files, runfolder
 from vaekit.config import RunConfig
 from vaekit.errors import CheckpointError, VaekitError
 
 FORMAT = "vaekit-checkpoint"
 FORMAT_VERSION = 1
-FILENAME = "checkpoint.safetensors"
+FILENAME = runfolder.CHECKPOINT
 
 
 @dataclass
@@ -42,8 +42,7 @@ class Checkpoint:
 
 def resolve_path(path: str | Path) -> Path:
     """Accept a run folder or the checkpoint file itself."""
-    path = Path(path)
-    return path / FILENAME if path.is_dir() else path
+    return runfolder.checkpoint_file(path)
 
 
 def save(ckpt: Checkpoint, path: str | Path) -> Path:
@@ -64,32 +63,15 @@ def save(ckpt: Checkpoint, path: str | Path) -> Path:
         "progress": json.dumps(ckpt.progress),
         "optimizer_groups": json.dumps(groups),
     }
-    write_atomic(path, save_tensors(tensors, metadata=metadata))
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer killed mid-write
-        stale.unlink(missing_ok=True)
-    return path
-
-
-def write_atomic(path: Path, payload: bytes) -> None:
-    """Write via temp file + fsync + rename, so readers see the old or the new file, whole."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        files.write_atomic(path, save_tensors(tensors, metadata=metadata))
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         reason = "the disk is full" if exc.errno == errno.ENOSPC else exc.strerror
         raise CheckpointError(
             f"cannot write checkpoint {path}: {reason}; the previous checkpoint is kept"
         ) from None
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    files.remove_stale_temporaries(path)
+    return path
 
 
 def load(path: str | Path) -> Checkpoint:

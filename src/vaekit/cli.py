@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from vaekit import api, checkpoint, pictures, presets, pretrained, report
+from vaekit import api, checkpoint, distributed, pictures, presets, pretrained, report
 from vaekit.bench import suite as bench_suite
 from vaekit.config import (
     EvalConfig,
     RunConfig,
+    TrainConfig,
     apply_overrides,
     coerce,
     config_fields,
@@ -25,6 +23,7 @@ from vaekit.data import load_data, to_unit
 from vaekit.distributed import world_from_env
 from vaekit.errors import ConfigError, VaekitError
 from vaekit.models import MODELS
+from vaekit.runfolder import EXPLORER, RunFolder
 
 
 class _Parser(argparse.ArgumentParser):
@@ -92,14 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("-n", type=int, default=64, help="number of images (default 64)")
     sample.add_argument("-o", "--output", type=Path, default=Path("samples.png"))
     sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    _add_device(sample)
 
     recon = sub.add_parser("reconstruct", help="test images above their reconstructions")
     _add_model_source(recon)
     recon.add_argument("-n", type=int, default=32, help="number of test images (default 32)")
     recon.add_argument("-o", "--output", type=Path, default=Path("reconstructions.png"))
     recon.add_argument("--data-dir", help="where the dataset's files are")
-    recon.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    _add_device(recon)
 
     evaluate = sub.add_parser(
         "evaluate", help="test -ELBO, log-likelihood (importance-weighted), active units, FID"
@@ -115,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     plot = sub.add_parser("plot", help="latent-space pictures and report.html for a run")
     plot.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run folder")
     plot.add_argument("--data-dir", help="where the dataset's files are")
-    plot.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    _add_device(plot)
 
     explore = sub.add_parser(
         "explore", help="write a web page that decodes the latent space live in the browser"
@@ -130,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explore.add_argument("--serve", action="store_true", help="serve the page on localhost")
     explore.add_argument("--port", type=int, default=8000, help="with --serve; 0: any free port")
-    explore.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    _add_device(explore)
 
     bench = sub.add_parser(
         "bench", help="time the seed notebook, the matmul floor, vaekit and pythae side by side"
@@ -140,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repetitions", type=int, help="runs per measurement (default 3)")
     bench.add_argument("--parts", help="comma-separated subset of: " + ",".join(bench_suite.PARTS))
     bench.add_argument("--precisions", help="comma-separated (default fp32,bf16,fp16)")
-    bench.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    _add_device(bench, default=None)
     bench.add_argument("--threads", type=int, help="torch threads in every measured process")
     bench.add_argument("--limit", type=int, help="train on the first N images (default all)")
     bench.add_argument("--pythae-python", help="interpreter of pythae's own virtual environment")
@@ -174,6 +173,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_device(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
+    """--device, with the choices TrainConfig declares (the one list of them)."""
+    choices = _field(TrainConfig, "device").metadata["choices"]
+    parser.add_argument(
+        "--device",
+        default=default,
+        choices=choices,
+        help=f"where to compute: {', '.join(choices)} (default: {default or 'auto'})",
+    )
+
+
+def _field(cls: type, name: str) -> Any:
+    return next(f for f in dataclasses.fields(cls) if f.name == name)
+
+
 def _add_model_source(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", type=Path, nargs="?", help="run folder or checkpoint file")
     parser.add_argument(
@@ -194,25 +208,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = _overrides(args)
     world = world_from_env()
     if args.nproc > 1 and not world.distributed:
-        return launch_torchrun(args)
+        return distributed.launch(_torchrun_argv(args), args.nproc)
+    progress = not args.no_progress
     if args.resume:
         if args.config or args.out or args.preset:
             raise ConfigError(
                 "--resume takes its config and folder from the run; drop --config/--preset/--out"
             )
-        run_dir = api.fit(
-            RunConfig(),
-            args.resume,
-            resume=True,
-            resume_overrides={name: value for (_, name), value in overrides.items()},
-            progress=not args.no_progress,
-        )
+        named = {name: value for (_, name), value in overrides.items()}
+        run_dir = api.resume(args.resume, progress=progress, **named)
     else:
         config = apply_overrides(base_config(args), overrides)
         if world.distributed and not args.out:
             raise ConfigError("under torchrun, pass --out so that every process uses one folder")
-        out = args.out or default_run_dir(config)
-        run_dir = api.train(config, out, progress=not args.no_progress)
+        run_dir = api.train(config, args.out, progress=progress)
     if world.is_main:
         print(f"Run folder: {run_dir}")
     return 0
@@ -227,23 +236,15 @@ def base_config(args: argparse.Namespace) -> RunConfig:
     return RunConfig.load(args.config) if args.config else RunConfig()
 
 
-def default_run_dir(config: RunConfig) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    name = config.data.dataset.replace(":", "-").replace("/", "_")
-    return Path("runs") / f"{name}-{config.model.name}-{stamp}"
-
-
-def launch_torchrun(args: argparse.Namespace) -> int:
-    """`vaekit train --nproc N ...` = `torchrun --nproc-per-node N -m vaekit train ...`."""
+def _torchrun_argv(args: argparse.Namespace) -> list[str]:
+    """This command line without --nproc, with --out fixed so every process agrees on it."""
     argv = list(args.argv)
     at = next(i for i, a in enumerate(argv) if a == "--nproc" or a.startswith("--nproc="))
     del argv[at : at + (1 if "=" in argv[at] else 2)]
     if not args.out and not args.resume:
         config = apply_overrides(base_config(args), _overrides(args))
-        argv += ["--out", str(default_run_dir(config))]
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    command += ["--nproc-per-node", str(args.nproc)]
-    return subprocess.call([*command, "-m", "vaekit", *argv])
+        argv += ["--out", str(api.default_run_dir(config))]
+    return argv
 
 
 def _positive(n: int, what: str) -> int:
@@ -295,28 +296,28 @@ def _eval_config(args: argparse.Namespace) -> EvalConfig:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     source = _model_source(args)
-    result = api.evaluate_model(
-        source, _eval_config(args), args.data_dir, progress=not args.no_progress
-    )
     beside = Path(f"eval-{args.pretrained}.json") if args.pretrained else None
-    out = args.output or beside or checkpoint.resolve_path(source).parent / report.EVAL_FILE
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    config = result["config"]
+    result = api.evaluate_model(
+        source,
+        _eval_config(args),
+        args.data_dir,
+        progress=not args.no_progress,
+        output=args.output or beside,
+    )
     print(
-        f"{result['dataset']} test split, {result['images']} images, "
-        f"binarize {result['binarize']}, {config['precision']}, {result['device']}"
+        f"{result.dataset} test split, {result.images} images, "
+        f"binarize {result.binarize}, {result.config['precision']}, {result.device}"
     )
     print(report.format_table(report.eval_rows(result)))
-    print(f"Wrote {out}")
-    if out.name == report.EVAL_FILE and (out.parent / report.REPORT_FILE).is_file():
-        print(f"Updated {report.write_report(out.parent)}")
+    print(f"Wrote {result.extra['written']}")
+    if "report" in result.extra:
+        print(f"Updated {result.extra['report']}")
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
     for path in api.plot(args.run_dir, args.data_dir, args.device):
         print(f"Wrote {path}")
-    print(f"Wrote {args.run_dir / report.REPORT_FILE}")
+    print(f"Wrote {RunFolder(args.run_dir).report_path}")
 
 
 def cmd_explore(args: argparse.Namespace) -> None:
@@ -324,7 +325,7 @@ def cmd_explore(args: argparse.Namespace) -> None:
 
     source = _model_source(args)
     default = Path(f"explorer-{args.pretrained}") if args.pretrained else None
-    out = args.output or default or checkpoint.resolve_path(source).parent / "explorer"
+    out = args.output or default or checkpoint.resolve_path(source).parent / EXPLORER
     page = explore.write_explorer(source, out, args.data_dir, args.points, args.device)
     print(f"Wrote {page}")
     if args.serve:

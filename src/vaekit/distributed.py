@@ -12,6 +12,8 @@ every rank's, so `--resume` works unchanged.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -75,3 +77,11 @@ def start(world: World, device: torch.device) -> None:
 def stop(world: World) -> None:
     if world.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def launch(argv: list[str], nproc: int) -> int:
+    """Run `python -m vaekit <argv>` in `nproc` processes on this machine under torchrun
+    (what `vaekit train --nproc N` does); returns torchrun's exit status."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc-per-node", str(nproc)]
+    return subprocess.call([*command, "-m", "vaekit", *argv])

@@ -32,10 +32,11 @@ from torch import nn
 
 from vaekit import api, checkpoint
 from vaekit.data import class_names, evaluation_images, to_unit
-from vaekit.errors import ConfigError
-from vaekit.evaluate import posterior_parameters
+from vaekit.errors import ConfigError, VaekitError
+from vaekit.evaluation.estimate import posterior_parameters
 from vaekit.models import VAE
 from vaekit.models.blocks import ResidualCell
+from vaekit.runfolder import RunFolder
 
 ASSETS = ("index.html", "explorer.js", "style.css")
 DATA_FILE = "data.js"
@@ -234,12 +235,13 @@ def default_axes(scatter: dict[str, Any] | None, latent_dim: int) -> list[int]:
 
 def _run_summary(source: Path) -> dict[str, Any]:
     """The last epoch's record from metrics.jsonl beside the checkpoint, when there is one."""
-    metrics = source.parent / "metrics.jsonl"
     try:
-        lines = [line for line in metrics.read_text().splitlines() if line.strip()]
-        last = json.loads(lines[-1])
-    except (OSError, IndexError, ValueError):
+        records = RunFolder(source.parent).read_metrics()
+    except (OSError, VaekitError):
         return {}
+    if not records:
+        return {}
+    last = records[-1]
     return {"epoch": last.get("epoch"), "testLoss": last.get("test_loss")}
 
 

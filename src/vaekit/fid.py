@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,13 +22,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 from tqdm import tqdm
 
 from vaekit import pictures
 from vaekit.data import DATASETS, Split, cache_dir, epoch_order, to_unit
 from vaekit.errors import DataError
+from vaekit.files import write_atomic
 from vaekit.models import VAE
 from vaekit.runtime import inference
 
@@ -234,10 +234,8 @@ def save_classifier(classifier: Classifier, path: Path, recipe: Recipe) -> Path:
         "test_accuracy": repr(classifier.test_accuracy),
         "fid_floor": repr(classifier.fid_floor),
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     state = {k: v.detach().cpu().contiguous() for k, v in classifier.net.state_dict().items()}
-    save_file(state, str(tmp), metadata=metadata)
-    os.replace(tmp, path)  # a crash mid-write leaves no half file under the real name
+    write_atomic(path, save(state, metadata=metadata))  # a crash leaves no half file
     classifier.path = path
     return path
 

@@ -12,7 +12,6 @@ and then report.html (see `vaekit.report`).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -23,8 +22,15 @@ from matplotlib.ticker import MaxNLocator
 
 from vaekit import report
 from vaekit.data import Split, class_names, evaluation_images, to_unit
-from vaekit.evaluate import posterior_parameters
+from vaekit.evaluation.estimate import posterior_parameters
 from vaekit.models import VAE
+from vaekit.runfolder import (
+    INTERPOLATIONS,
+    LATENT_MANIFOLD,
+    LATENT_SCATTER,
+    LOSS_CURVES,
+    RunFolder,
+)
 from vaekit.runtime import inference
 
 # Figures are drawn without pyplot, so no GUI backend is ever touched; Agg is named
@@ -206,10 +212,7 @@ def interpolations(
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
     """metrics.jsonl as a list of per-epoch records ([] when the file is absent)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return RunFolder(run_dir).read_metrics()
 
 
 def loss_curves(records: list[dict], path: str | Path) -> Path:
@@ -263,13 +266,13 @@ def plot_run(
         for a, b in pairs
     ]
     written = [
-        latent_manifold(model, run_dir / "latent_manifold.png", dims=manifold_dims(mu)),
-        latent_scatter(mu, test.labels, run_dir / "latent_scatter.png", names),
-        interpolations(model, x, pairs, run_dir / "interpolations.png", pair_names),
+        latent_manifold(model, run_dir / LATENT_MANIFOLD, dims=manifold_dims(mu)),
+        latent_scatter(mu, test.labels, run_dir / LATENT_SCATTER, names),
+        interpolations(model, x, pairs, run_dir / INTERPOLATIONS, pair_names),
     ]
     records = read_metrics(run_dir)
     if records:
-        written.append(loss_curves(records, run_dir / "loss_curves.png"))
+        written.append(loss_curves(records, run_dir / LOSS_CURVES))
     report.write_report(run_dir)
     return written
 

@@ -13,29 +13,39 @@ import json
 from pathlib import Path
 from typing import Any
 
-EVAL_FILE = "eval.json"
-REPORT_FILE = "report.html"
+from vaekit.evaluation.result import EvalResult
+from vaekit.files import write_atomic
+from vaekit.runfolder import (
+    INTERPOLATIONS,
+    LATENT_MANIFOLD,
+    LATENT_SCATTER,
+    LOSS_CURVES,
+    RECONSTRUCTIONS,
+    SAMPLES,
+    RunFolder,
+)
+
 # The run's pictures in the order the page shows them, with what each one shows.
 PICTURES = (
-    ("loss_curves.png", "Training and test loss per epoch, with the loss's two terms."),
+    (LOSS_CURVES, "Training and test loss per epoch, with the loss's two terms."),
     (
-        "latent_manifold.png",
+        LATENT_MANIFOLD,
         "Decoded images over a grid of latent values at evenly spaced prior quantiles "
         "(Kingma & Welling 2014, figure 4); with more than two latent dimensions, over the "
         "two whose posterior means vary most, the others at 0.",
     ),
     (
-        "latent_scatter.png",
+        LATENT_SCATTER,
         "Posterior means of the test images coloured by their label "
         "(first two principal components when the latent has more than two dimensions).",
     ),
     (
-        "interpolations.png",
+        INTERPOLATIONS,
         "Each row: a test image, decodes along the straight line between its posterior "
         "mean and another's, and the other test image.",
     ),
-    ("samples.png", "Images decoded from z ~ p(z) (the likelihood's means)."),
-    ("reconstructions.png", "Test images (odd rows) above their reconstructions (even rows)."),
+    (SAMPLES, "Images decoded from z ~ p(z) (the likelihood's means)."),
+    (RECONSTRUCTIONS, "Test images (odd rows) above their reconstructions (even rows)."),
 )
 
 
@@ -46,46 +56,42 @@ def _groups_note(sizes: list[int]) -> str:
     return "groups (top first) of " + " + ".join(str(n) for n in sizes) + " units"
 
 
-def eval_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(quantity, value, note) rows summarising an evaluation result (see evaluate.evaluate)."""
-    elbo, iwae, latent = result["neg_elbo"], result["iwae"], result["latent"]
-    kl_dims = latent["kl_per_dim"]
+def eval_rows(result: EvalResult) -> list[tuple[str, str, str]]:
+    """(quantity, value, note) rows summarising an evaluation result."""
+    elbo, iwae, latent = result.neg_elbo, result.iwae, result.latent
+    kl_dims = latent.kl_per_dim
     shown = ", ".join(f"{v:.2f}" for v in kl_dims[:16]) + (" ..." if len(kl_dims) > 16 else "")
     rows = [
+        ("-ELBO (1 sample of z)", f"{elbo.nats:.2f} nats", f"{elbo.bits_per_dim:.4f} bits/dim"),
+        ("  reconstruction -log p(x|z)", f"{elbo.recon:.2f} nats", ""),
+        ("  KL(q(z|x) || p(z))", f"{elbo.kl:.2f} nats", ""),
         (
-            "-ELBO (1 sample of z)",
-            f"{elbo['nats']:.2f} nats",
-            f"{elbo['bits_per_dim']:.4f} bits/dim",
-        ),
-        ("  reconstruction -log p(x|z)", f"{elbo['recon']:.2f} nats", ""),
-        ("  KL(q(z|x) || p(z))", f"{elbo['kl']:.2f} nats", ""),
-        (
-            f"-log p(x), importance-weighted, k = {iwae['k']}",
-            f"{iwae['nll_nats']:.2f} ± {iwae['stderr_nats']:.2f} nats",
-            f"{iwae['nll_bits_per_dim']:.4f} bits/dim (± is the standard error over images)",
+            f"-log p(x), importance-weighted, k = {iwae.k}",
+            f"{iwae.nll_nats:.2f} ± {iwae.stderr_nats:.2f} nats",
+            f"{iwae.nll_bits_per_dim:.4f} bits/dim (± is the standard error over images)",
         ),
         (
-            f"active units (Cov_x E[z_u|x] > {latent['active_threshold']:g})",
-            f"{latent['active_units']} of {latent['dim']}",
-            _groups_note(latent.get("groups", [])),
+            f"active units (Cov_x E[z_u|x] > {latent.active_threshold:g})",
+            f"{latent.active_units} of {latent.dim}",
+            _groups_note(latent.groups),
         ),
         ("KL per latent dimension", shown, "nats, test-set average"),
     ]
-    if len(latent.get("groups", [])) > 1:
-        per_group = ", ".join(f"{v:.2f}" for v in latent["kl_per_group"])
+    if len(latent.groups) > 1:
+        per_group = ", ".join(f"{v:.2f}" for v in latent.kl_per_group)
         rows.append(("KL per latent group (top first)", per_group, "nats, at the posterior means"))
-    fid = result.get("fid")
+    fid = result.fid
     if fid:
         rows.append(
             (
-                fid["name"],
-                f"{fid['value']:.2f}",
-                f"{fid['generated']} samples vs {fid['reference']} test images; "
-                f"train vs test scores {fid['floor_train_vs_test']:.2f}; "
-                f"classifier test accuracy {100 * fid['classifier_test_accuracy']:.2f} %",
+                fid.name,
+                f"{fid.value:.2f}",
+                f"{fid.generated} samples vs {fid.reference} test images; "
+                f"train vs test scores {fid.floor_train_vs_test:.2f}; "
+                f"classifier test accuracy {100 * fid.classifier_test_accuracy:.2f} %",
             )
         )
-    timing = result["timing"]
+    timing = result.timing
     rows.append(
         (
             "evaluation time",
@@ -150,10 +156,9 @@ code { background: #f3f3f3; padding: 0 0.2em; }
 
 def render(run_dir: Path) -> str:
     """The page for a run folder, from whatever of its files exist."""
-    config = json.loads((run_dir / "config.json").read_text())
-    records = [
-        json.loads(line) for line in _read(run_dir / "metrics.jsonl").splitlines() if line.strip()
-    ]
+    folder = RunFolder(run_dir)
+    config = folder.read_config()
+    records = folder.read_metrics()
     parts = [f"<h1>vaekit run {html.escape(run_dir.resolve().name)}</h1>"]
     model, data = config.get("model", {}), config.get("data", {})
     parts.append(
@@ -166,16 +171,15 @@ def render(run_dir: Path) -> str:
         )
         + "</p>"
     )
-    eval_path = run_dir / EVAL_FILE
+    result = folder.read_eval()
     parts.append("<h2>Evaluation on the test set</h2>")
-    if eval_path.is_file():
-        result = json.loads(eval_path.read_text())
+    if result is not None:
         parts.append(
             "<p>"
             + html.escape(
-                f"{result['images']} test images, binarisation protocol "
-                f"{result['binarize']}, precision {result['config']['precision']}, "
-                f"seed {result['config']['seed']}."
+                f"{result.images} test images, binarisation protocol "
+                f"{result.binarize}, precision {result.config['precision']}, "
+                f"seed {result.config['seed']}."
             )
             + "</p>"
         )
@@ -210,13 +214,8 @@ def render(run_dir: Path) -> str:
     )
 
 
-def _read(path: Path) -> str:
-    return path.read_text() if path.is_file() else ""
-
-
 def write_report(run_dir: str | Path) -> Path:
     """Write (or refresh) `report.html` in a run folder; returns its path."""
-    run_dir = Path(run_dir)
-    path = run_dir / REPORT_FILE
-    path.write_text(render(run_dir), encoding="utf-8")
-    return path
+    folder = RunFolder(run_dir)
+    write_atomic(folder.report_path, render(folder.path))
+    return folder.report_path

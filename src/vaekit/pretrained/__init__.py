@@ -7,13 +7,13 @@ for it. `export` writes such a file from any run folder, for sharing weights.
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from vaekit import checkpoint
 from vaekit.errors import ConfigError
+from vaekit.runfolder import RunFolder
 
 SUFFIX = ".safetensors"
 
@@ -55,13 +55,15 @@ def export(
     ckpt.config.data.data_dir = None
     found: dict[str, Any] = {}
     for name in eval_files:
-        report = json.loads(Path(run_dir, name).read_text())
-        found[report["binarize"]] = {
-            "neg_elbo_nats": report["neg_elbo"]["nats"],
-            "nll_nats": report["iwae"]["nll_nats"],
-            "nll_stderr_nats": report["iwae"]["stderr_nats"],
-            "k": report["iwae"]["k"],
-            "active_units": report["latent"]["active_units"],
+        result = RunFolder(run_dir).read_eval(Path(run_dir, name))
+        if result is None:
+            raise ConfigError(f"no evaluation {Path(run_dir, name)}")
+        found[result.binarize] = {
+            "neg_elbo_nats": result.neg_elbo.nats,
+            "nll_nats": result.iwae.nll_nats,
+            "nll_stderr_nats": result.iwae.stderr_nats,
+            "k": result.iwae.k,
+            "active_units": result.latent.active_units,
         }
     progress = {"epoch": ckpt.progress.get("epoch"), "figures": found}
     weights = checkpoint.Checkpoint(

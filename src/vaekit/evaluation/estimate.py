@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict
-from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -20,6 +19,7 @@ from tqdm import tqdm
 from vaekit import fid
 from vaekit.config import EvalConfig
 from vaekit.data import Split, evaluation_images, to_unit
+from vaekit.evaluation.result import FID, EvalResult, LatentStats, Likelihood, NegElbo
 from vaekit.models import VAE
 from vaekit.objectives import latent_kl_per_dim, log_weights, negative_elbo
 from vaekit.runtime import autocast, inference
@@ -164,14 +164,13 @@ def evaluate(
     classifier: fid.Classifier | None = None,
     progress: bool = True,
     reference: torch.Tensor | None = None,
-) -> dict[str, Any]:
+) -> EvalResult:
     """Score `model` on the uint8 split `test` under a binarisation protocol.
 
     With a `vaekit.fid` classifier, also the Fréchet distance between its features
     of as many generated images as test images and of `reference`: the grey-level
     test images (uint8), which the decoder's Bernoulli means estimate whatever the
-    protocol; `test.images` when None. Returns a JSON-ready dict (nats per image
-    unless a key says otherwise).
+    protocol; `test.images` when None. Nats per image unless a field says otherwise.
     """
     device = next(model.parameters()).device
     images = evaluation_images(test.images.to(device), binarize, config.seed)
@@ -191,44 +190,45 @@ def evaluate(
     timing["iwae_seconds"] = time.perf_counter() - mark
     nll = -log_px.double()
 
-    report: dict[str, Any] = {
-        "images": n,
-        "pixels": pixels,
-        "binarize": binarize,
-        "neg_elbo": {
-            "nats": elbo_terms["loss"],
-            "bits_per_dim": bits_per_dim(elbo_terms["loss"], pixels),
-            "recon": elbo_terms["recon"],
-            "kl": elbo_terms["kl"],
-        },
-        "iwae": {
-            "k": config.k,
-            "nll_nats": nll.mean().item(),
-            "nll_bits_per_dim": bits_per_dim(nll.mean().item(), pixels),
-            "stderr_nats": (nll.std() / math.sqrt(n)).item() if n > 1 else 0.0,
-        },
-        "latent": {
-            "dim": mu.shape[1],
-            "groups": group_sizes,
-            "kl_per_group": [part.sum().item() for part in kl_per_dim.split(group_sizes)],
-            "kl_per_dim": kl_per_dim.tolist(),
-            "mean_variance": variance.tolist(),
-            "active_units": count,
-            "active_threshold": ACTIVE_THRESHOLD,
-        },
-        "fid": None,
-    }
+    mean_nll = nll.mean().item()
+    fid_result = None
     if classifier is not None:
         mark = time.perf_counter()
         grey = test.images if reference is None else reference
-        report["fid"] = fid.fid_report(classifier, model, to_unit(grey), config.seed)
+        fid_result = FID(**fid.fid_report(classifier, model, to_unit(grey), config.seed))
         timing["fid_seconds"] = time.perf_counter() - mark
     timing["total_seconds"] = time.perf_counter() - started
     timing["images_x_k_per_second"] = n * config.k / timing["iwae_seconds"]
-    report["timing"] = timing
-    report["config"] = asdict(config)
-    report["device"] = str(device)
-    return report
+    return EvalResult(
+        images=n,
+        pixels=pixels,
+        binarize=binarize,
+        neg_elbo=NegElbo(
+            elbo_terms["loss"],
+            bits_per_dim(elbo_terms["loss"], pixels),
+            elbo_terms["recon"],
+            elbo_terms["kl"],
+        ),
+        iwae=Likelihood(
+            config.k,
+            mean_nll,
+            bits_per_dim(mean_nll, pixels),
+            (nll.std() / math.sqrt(n)).item() if n > 1 else 0.0,
+        ),
+        latent=LatentStats(
+            dim=mu.shape[1],
+            groups=group_sizes,
+            kl_per_group=[part.sum().item() for part in kl_per_dim.split(group_sizes)],
+            kl_per_dim=kl_per_dim.tolist(),
+            mean_variance=variance.tolist(),
+            active_units=count,
+            active_threshold=ACTIVE_THRESHOLD,
+        ),
+        fid=fid_result,
+        timing=timing,
+        config=asdict(config),
+        device=str(device),
+    )
 
 
 def importance_weighted_estimates(

@@ -1,0 +1,151 @@
+"""A run folder: the one module that knows its file names and formats.
+
+    config.json               the resolved configuration (RunConfig as JSON)
+    metrics.jsonl             one JSON record per finished epoch
+    checkpoint.safetensors    weights, optimiser and RNG state, progress (`vaekit.checkpoint`)
+    eval.json                 the last `vaekit evaluate` (`vaekit.evaluation.result`)
+    samples.png, reconstructions.png, the plots, report.html, explorer/
+
+Every other module asks a `RunFolder` for a path or a record instead of
+spelling a file name, so the layout can change in one place.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from vaekit.config import RunConfig
+from vaekit.errors import ConfigError
+from vaekit.evaluation.result import EvalResult
+from vaekit.files import write_atomic
+
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+CHECKPOINT = "checkpoint.safetensors"
+EVAL = "eval.json"
+REPORT = "report.html"
+SAMPLES = "samples.png"
+RECONSTRUCTIONS = "reconstructions.png"
+EXPLORER = "explorer"
+LOSS_CURVES = "loss_curves.png"
+LATENT_MANIFOLD = "latent_manifold.png"
+LATENT_SCATTER = "latent_scatter.png"
+INTERPOLATIONS = "interpolations.png"
+
+
+def checkpoint_file(path: str | Path) -> Path:
+    """A run folder's checkpoint, or `path` itself when it names a file."""
+    path = Path(path)
+    return path / CHECKPOINT if path.is_dir() else path
+
+
+class RunFolder:
+    """The files of one run, at `path` (which need not exist yet)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / CHECKPOINT
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS
+
+    @property
+    def eval_path(self) -> Path:
+        return self.path / EVAL
+
+    @property
+    def report_path(self) -> Path:
+        return self.path / REPORT
+
+    def holds_run(self) -> bool:
+        return self.checkpoint.is_file()
+
+    def require_run(self) -> RunFolder:
+        """self, or ConfigError when there is no checkpoint here."""
+        if not self.holds_run():
+            raise ConfigError(f"{self.path} is not a vaekit run folder (no {CHECKPOINT})")
+        return self
+
+    def create(self) -> RunFolder:
+        self.path.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def write_config(self, config: RunConfig) -> Path:
+        return write_atomic(self.config_path, config.to_json())
+
+    def read_config(self) -> dict[str, Any]:
+        """config.json as written (a dict: readers that only show it need no validation)."""
+        try:
+            return json.loads(self.config_path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{self.config_path} cannot be read: {exc}") from None
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        """Add one epoch's record; a torn last line (a crash mid-write) is dropped first."""
+        self.repair_metrics()
+        with open(self.metrics_path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """Every complete record of metrics.jsonl ([] when absent); a torn last line is
+        skipped, a damaged line elsewhere is an error naming it."""
+        if not self.metrics_path.is_file():
+            return []
+        lines = self.metrics_path.read_text().split("\n")
+        records = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                if number == len(lines):  # no newline after it: a write cut short
+                    break
+                raise ConfigError(f"{self.metrics_path}, line {number}: not JSON") from None
+        return records
+
+    def repair_metrics(self, epochs: int | None = None) -> None:
+        """Drop a torn last line and, given `epochs`, records past the checkpoint's epoch
+        (written after the checkpoint a resume starts from)."""
+        if not self.metrics_path.is_file():
+            return
+        records = self.read_metrics()
+        if epochs is not None:
+            records = [r for r in records if r.get("epoch", 0) <= epochs]
+        text = "".join(json.dumps(r) + "\n" for r in records)
+        if text != self.metrics_path.read_text():
+            write_atomic(self.metrics_path, text)
+
+    def write_eval(self, result: EvalResult, path: str | Path | None = None) -> Path:
+        """eval.json (or `path`) from a result; returns where it went."""
+        out = Path(path) if path is not None else self.eval_path
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return write_atomic(out, json.dumps(result.to_dict(), indent=2) + "\n")
+
+    def read_eval(self, path: str | Path | None = None) -> EvalResult | None:
+        """The stored evaluation, or None when the run was not evaluated."""
+        source = Path(path) if path is not None else self.eval_path
+        if not source.is_file():
+            return None
+        return EvalResult.from_dict(json.loads(source.read_text()))

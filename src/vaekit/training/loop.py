@@ -1,0 +1,192 @@
+"""The training loop: batches in, optimiser steps out, a checkpoint every epoch.
+
+Nothing here knows a model's insides (see `training.step`), nor what a run
+folder's files are called (see `vaekit.runfolder`). The end-of-run pictures and
+plots are the API's job, not the loop's.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from vaekit import checkpoint, distributed
+from vaekit.config import RunConfig
+from vaekit.data import Split, epoch_order, iterate_batches, load_data, model_input
+from vaekit.distributed import World, world_from_env
+from vaekit.errors import ConfigError, TrainingDiverged, TrainingInterrupted
+from vaekit.evaluation.estimate import elbo_sums
+from vaekit.interrupts import stop_on_signals
+from vaekit.runfolder import RunFolder
+from vaekit.runtime import flush_denormals, resolve_device
+from vaekit.training.resume import resume_config
+from vaekit.training.state import TERMS, State, build_state, save_checkpoint
+from vaekit.training.step import kl_weight, learning_rate, train_step
+
+DIVERGENCE_CHECK_EVERY = 16  # steps between host reads of the bad-step counter
+
+
+def check_divergence(state: State, run_dir: Path) -> None:
+    limit = state.config.train.max_bad_steps
+    if state.worst_in_a_row.item() >= limit:
+        kept = (
+            f"the last good checkpoint (epoch {state.epoch}) in {run_dir} is kept"
+            if state.epoch
+            else "no checkpoint was written"
+        )
+        raise TrainingDiverged(
+            f"{limit} non-finite steps in a row in epoch {state.epoch + 1}; stopped, and {kept}. "
+            "Try a lower --lr or set --max-grad-norm."
+        )
+
+
+def train_epoch(state: State, train: Split, run_dir: Path, stop: Any, progress: bool) -> bool:
+    """Advance through the shuffled training set; False when a stop request cut it short."""
+    cfg = state.config.train
+    order = epoch_order(len(train), cfg.seed, state.epoch + 1, train.images.device)
+    order = order[state.batch * cfg.batch_size :]  # resuming mid-epoch: skip what was done
+    state.model.train()
+    total = -(-len(train) // cfg.batch_size)
+    for group in state.optimizer.param_groups:
+        group["lr"] = learning_rate(state.config, state.epoch)
+    bar = tqdm(
+        iterate_batches(train.images, cfg.batch_size, order),
+        total=total,
+        initial=state.batch,
+        desc=f"epoch {state.epoch + 1}",
+        leave=False,
+        disable=None if progress and state.world.is_main else True,
+    )
+    world = state.world
+    k = state.config.objective.samples_per_example()
+    for images in bar:
+        # Inputs and noise for the global batch, identical on every rank; each rank
+        # then trains on its slice (see vaekit.distributed).
+        x = model_input(images, state.config.data.binarize)
+        noise = state.model.noise(x.shape[0], k)
+        weight = kl_weight(state.config, state.epoch + state.batch / total)
+        loss = train_step(state, world.shard(x), world.shard(noise), weight)
+        state.batch += 1
+        if state.batch % DIVERGENCE_CHECK_EVERY == 0:
+            check_divergence(state, run_dir)
+            if not bar.disable:
+                bar.set_postfix(loss=f"{loss.item() / images.shape[0]:.2f}")
+        if world.any(bool(stop), state.device):
+            bar.close()
+            return False
+    check_divergence(state, run_dir)
+    return True
+
+
+def finish_epoch(state: State) -> dict[str, float]:
+    """Per-example averages of the epoch's terms over all ranks; resets the running sums."""
+    state.world.all_sum(list(state.sums.values()))
+    examples = state.sums["examples"].item()
+    stats = {key: state.sums[key].item() / max(examples, 1) for key in TERMS}
+    stats["skipped"] = int(state.sums["skipped"].item())
+    state.epoch, state.batch = state.epoch + 1, 0
+    state.reset_sums()
+    return stats
+
+
+def fit(
+    config: RunConfig,
+    run_dir: str | Path,
+    resume: bool = False,
+    resume_overrides: dict[str, Any] | None = None,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+) -> Path:
+    """Train `config` into `run_dir` (or continue the run there); returns the run folder."""
+    folder = RunFolder(run_dir)
+    ckpt = None
+    if resume:
+        config, ckpt = resume_config(folder, resume_overrides or {})
+    elif folder.holds_run():
+        raise ConfigError(
+            f"{folder.path} already holds a run; pass --resume {folder.path} or another --out"
+        )
+    config.validate()
+    world = world_from_env()
+    device = resolve_device(config.train.device)
+    distributed.start(world, device)
+    try:
+        log = log if world.is_main else _silent
+        with flush_denormals(device):
+            _fit(config, folder, ckpt, world, device, log, progress)
+            return folder.path
+    finally:
+        distributed.stop(world)
+
+
+def _silent(_: str) -> None:
+    """The log of ranks other than 0: only rank 0 speaks."""
+
+
+def _interrupted(stop: Any, where: str, folder: RunFolder) -> TrainingInterrupted:
+    signum = stop.signum or signal.SIGTERM
+    return TrainingInterrupted(
+        f"stopped by {signal.Signals(signum).name} {where}; checkpoint saved. "
+        f"Continue with: vaekit train --resume {folder.path}",
+        signum,
+    )
+
+
+def _fit(
+    config: RunConfig,
+    folder: RunFolder,
+    ckpt: checkpoint.Checkpoint | None,
+    world: World,
+    device: torch.device,
+    log: Callable[[str], None],
+    progress: bool,
+) -> State:
+    train, test = (load_data(config.data, split).to(device) for split in ("train", "test"))
+    folder.create()
+    if world.is_main:
+        folder.write_config(config)
+        folder.repair_metrics(0 if ckpt is None else int(ckpt.progress["epoch"]))
+    state = build_state(config, train.image_shape, ckpt, world)
+    with stop_on_signals() as stop:
+        while state.epoch < config.train.epochs:
+            started = time.perf_counter()
+            if not train_epoch(state, train, folder.path, stop, progress):
+                save_checkpoint(state, folder.path, train.image_shape)
+                where = f"in epoch {state.epoch + 1} after batch {state.batch}"
+                raise _interrupted(stop, where, folder)
+            seconds = time.perf_counter() - started
+            lr = state.optimizer.param_groups[0]["lr"]  # the rate this epoch trained at
+            train_stats = finish_epoch(state)
+            save_checkpoint(state, folder.path, train.image_shape)
+            if world.is_main:  # rank 0 alone measures the test set and writes the run folder
+                test_stats = _test_metrics(state, test)
+                record = {"epoch": state.epoch, "lr": lr, "seconds": round(seconds, 3)}
+                record |= {f"train_{k}": v for k, v in train_stats.items()}
+                record |= {f"test_{k}": v for k, v in test_stats.items()}
+                folder.append_metrics(record)
+                train_loss, test_loss = train_stats["loss"], test_stats["loss"]
+                log(f"Epoch {state.epoch}, Loss: {train_loss:.4f}, Test loss: {test_loss:.4f}")
+            if world.any(bool(stop), device) and state.epoch < config.train.epochs:
+                raise _interrupted(stop, f"after epoch {state.epoch}", folder)
+    world.barrier()
+    return state
+
+
+def _test_metrics(state: State, test: Split) -> dict[str, float]:
+    """The per-epoch test-set terms, with the run's precision and binarisation."""
+    cfg, data = state.config.train, state.config.data
+    sums = elbo_sums(
+        state.model,
+        test.images,
+        cfg.eval_batch_size,
+        cfg.seed,
+        cfg.precision,
+        binarize=data.binarize,
+    )
+    return {key: value.item() / len(test) for key, value in sums.items()}

@@ -1,0 +1,35 @@
+"""Resume policy: which options a stopped run may change, and its stored config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vaekit import checkpoint
+from vaekit.config import RunConfig
+from vaekit.errors import ConfigError
+from vaekit.runfolder import RunFolder
+
+# Options that may change when a run is resumed; the rest define the run.
+RESUMABLE_OVERRIDES = {
+    "epochs",
+    "device",
+    "pictures",
+    "plots",
+    "data_dir",
+    "download",
+    "eval_batch_size",
+}
+
+
+def resume_config(
+    folder: RunFolder, overrides: dict[str, Any]
+) -> tuple[RunConfig, checkpoint.Checkpoint]:
+    """The stored config of a run with only the options allowed on resume replaced."""
+    ckpt = checkpoint.load(folder.require_run().checkpoint)
+    raw = ckpt.config.to_dict()
+    for name, value in overrides.items():
+        section = next(s for s in raw if name in raw[s])
+        if name not in RESUMABLE_OVERRIDES and raw[section][name] != value:
+            raise ConfigError(f"--{name.replace('_', '-')} cannot change when resuming a run")
+        raw[section][name] = value
+    return RunConfig.from_dict(raw), ckpt

@@ -1,0 +1,118 @@
+"""A run in memory: model, optimiser, progress and running sums; built, restored, saved.
+
+`build_state` seeds, builds the model and the optimiser, and restores them from a
+checkpoint; `save_checkpoint` writes them back (mid-epoch too, with the running
+sums, so a resumed epoch reports the same loss).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from vaekit import checkpoint
+from vaekit.config import RunConfig
+from vaekit.distributed import World
+from vaekit.models import VAE, build_model
+from vaekit.runtime import (
+    needs_grad_scaler,
+    resolve_device,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
+
+TERMS = ("loss", "recon", "kl")
+COUNTS = ("examples", "skipped")
+
+
+@dataclass
+class State:
+    """What a run needs in memory; `fit` builds it, `train_epoch` advances it.
+
+    `epoch` counts finished epochs; `batch` the batches done of the one in
+    progress, whose running sums live in `sums` as device scalars (read back
+    only at the end of the epoch, so steps never wait on the host).
+    """
+
+    config: RunConfig
+    device: torch.device
+    model: VAE
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    epoch: int = 0
+    batch: int = 0
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    bad_in_a_row: torch.Tensor | None = None
+    worst_in_a_row: torch.Tensor | None = None
+    world: World = field(default_factory=World)
+    net: torch.nn.Module | None = None  # the model as called in training (DDP-wrapped if so)
+
+    def reset_sums(self, values: dict[str, float] | None = None) -> None:
+        values = values or {}
+        self.sums = {
+            key: torch.tensor(values.get(key, 0.0), device=self.device) for key in TERMS + COUNTS
+        }
+
+
+def make_optimizer(model: VAE, config: RunConfig) -> torch.optim.Optimizer:
+    """Adam with the fused kernel: one pass over the parameters per step, and it honours
+    `optimizer.found_inf`, which lets a bad step be skipped without a host sync."""
+    return torch.optim.Adam(model.parameters(), lr=config.train.lr, fused=True)
+
+
+def build_state(
+    config: RunConfig,
+    image_shape: tuple[int, int, int],
+    resume_from: Any = None,
+    world: World | None = None,
+) -> State:
+    """Seed, build model and optimiser, and restore them from a checkpoint when given."""
+    device = resolve_device(config.train.device)
+    seed_everything(config.train.seed)  # before building: same seed, same initial weights
+    model = build_model(config.model, image_shape).to(device)
+    optimizer = make_optimizer(model, config)
+    scaler = None
+    if needs_grad_scaler(device, config.train.precision):
+        scaler = torch.amp.GradScaler(device.type)
+    state = State(config, device, model, optimizer, scaler, world=world or World())
+    state.reset_sums()
+    # Runs of bad steps may span epochs, so these are not reset with the sums.
+    state.bad_in_a_row = torch.zeros((), device=device)
+    state.worst_in_a_row = torch.zeros((), device=device)
+    if resume_from is not None:
+        model.load_state_dict(resume_from.model_state)
+        optimizer.load_state_dict(resume_from.optimizer_state)
+        set_rng_state(resume_from.rng_state, device)
+        progress = resume_from.progress
+        state.epoch, state.batch = int(progress["epoch"]), int(progress.get("batch", 0))
+        if state.world.is_main:  # saved sums are global: one rank carries them
+            state.reset_sums(progress.get("sums"))
+    state.net = model
+    if state.world.distributed:
+        ids = [device.index] if device.type == "cuda" else None
+        state.net = DistributedDataParallel(model, device_ids=ids)
+    return state
+
+
+def save_checkpoint(state: State, run_dir: Path, image_shape: tuple[int, int, int]) -> Path:
+    progress: dict[str, Any] = {"epoch": state.epoch, "batch": state.batch}
+    if state.batch:
+        state.world.all_sum(list(state.sums.values()))  # a collective: every rank calls it
+    if not state.world.is_main:
+        return run_dir / checkpoint.FILENAME
+    if state.batch:  # mid-epoch: keep the running sums so the epoch's loss comes out the same
+        progress["sums"] = {key: value.item() for key, value in state.sums.items()}
+    ckpt = checkpoint.Checkpoint(
+        config=state.config,
+        image_shape=image_shape,
+        model_state=state.model.state_dict(),
+        optimizer_state=state.optimizer.state_dict(),
+        rng_state=rng_state(state.device),
+        progress=progress,
+    )
+    return checkpoint.save(ckpt, run_dir)
