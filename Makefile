@@ -21,9 +21,16 @@ venv: $(STAMP)
 
 # The seed notebook's job: MLP VAE, latent 2, Adam 1e-3, batch 128, 10 epochs.
 # MNIST comes from --data-dir / $$VAEKIT_DATA_DIR / ~/.cache/vaekit, else is fetched.
+# A second `make demo` (or one after Ctrl-C) continues the run in $(RUN_DIR), or says it is done.
+# DEMO_ARGS: extra flags for a fresh run (the tests shrink it with --limit).
+DEMO_ARGS ?=
 demo: $(STAMP)
-	$(BIN)/vaekit train --out $(RUN_DIR) $(if $(wildcard $(RUN_DIR)/checkpoint.safetensors),--resume $(RUN_DIR))
-	@echo "Pictures: $(RUN_DIR)/samples.png $(RUN_DIR)/reconstructions.png"
+	@if [ -f $(RUN_DIR)/checkpoint.safetensors ]; then \
+		$(BIN)/vaekit train --resume $(RUN_DIR); \
+	else \
+		$(BIN)/vaekit train --out $(RUN_DIR) $(DEMO_ARGS); \
+	fi
+	@echo "Pictures: $(RUN_DIR)/samples.png $(RUN_DIR)/reconstructions.png; report: $(RUN_DIR)/report.html"
 
 # pytest's exit 5 means it collected no tests: a failure, not a pass.
 test: $(STAMP)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from vaekit.models import VAE, build_model
 from vaekit.runfolder import RunFolder
 from vaekit.runtime import resolve_device
 from vaekit.training.loop import fit
+from vaekit.training.observers import EpochObserver
 
 
 def load(path: str | Path, device: str = "auto") -> VAE:
@@ -58,11 +59,14 @@ def train(
     run_dir: str | Path | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
+    observers: Sequence[EpochObserver] = (),
 ) -> Path:
     """Train a model (the seed's defaults when `config` is None) into `run_dir`
-    (default: `default_run_dir`), then draw its pictures; returns the run folder."""
+    (default: `default_run_dir`), then draw its pictures; returns the run folder.
+    `observers` hear of each epoch (experiment trackers, see `training.observers`)."""
     config = config or RunConfig()
-    run = fit(config, run_dir or default_run_dir(config), log=log, progress=progress)
+    run_dir = run_dir or default_run_dir(config)
+    run = fit(config, run_dir, log=log, progress=progress, observers=observers)
     finish_run(run)
     return run
 
@@ -71,10 +75,11 @@ def resume(
     run_dir: str | Path,
     log: Callable[[str], None] = print,
     progress: bool = True,
+    observers: Sequence[EpochObserver] = (),
     **overrides: Any,
 ) -> Path:
     """Continue a stopped run; `overrides` may extend `epochs` or move `device`."""
-    run = fit(RunConfig(), run_dir, True, overrides, log=log, progress=progress)
+    run = fit(RunConfig(), run_dir, True, overrides, log, progress, observers)
     finish_run(run)
     return run
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from vaekit.evaluation.estimate import elbo_sums
 from vaekit.interrupts import stop_on_signals
 from vaekit.runfolder import RunFolder
 from vaekit.runtime import flush_denormals, resolve_device
+from vaekit.training.observers import EpochObserver
 from vaekit.training.resume import resume_config
 from vaekit.training.state import TERMS, State, build_state, save_checkpoint
 from vaekit.training.step import kl_weight, learning_rate, train_step
@@ -102,8 +103,12 @@ def fit(
     resume_overrides: dict[str, Any] | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
+    observers: Sequence[EpochObserver] = (),
 ) -> Path:
-    """Train `config` into `run_dir` (or continue the run there); returns the run folder."""
+    """Train `config` into `run_dir` (or continue the run there); returns the run folder.
+
+    `observers` hear of every finished epoch on rank 0 (see `training.observers`).
+    """
     folder = RunFolder(run_dir)
     ckpt = None
     if resume:
@@ -118,10 +123,13 @@ def fit(
     distributed.start(world, device)
     try:
         log = log if world.is_main else _silent
+        observers = observers if world.is_main else ()
         with flush_denormals(device):
-            _fit(config, folder, ckpt, world, device, log, progress)
+            _fit(config, folder, ckpt, world, device, log, progress, observers)
             return folder.path
     finally:
+        for observer in observers:
+            observer.close(folder.path)
         distributed.stop(world)
 
 
@@ -138,6 +146,17 @@ def _interrupted(stop: Any, where: str, folder: RunFolder) -> TrainingInterrupte
     )
 
 
+def _resume_line(state: State, folder: RunFolder) -> str:
+    """What a resume will do, in one line, before it does it."""
+    epochs = state.config.train.epochs
+    if state.epoch >= epochs:
+        return (
+            f"{folder.path} has finished its {epochs} epoch(s); nothing to train (more: --epochs)"
+        )
+    where = f"epoch {state.epoch + 1}" + (f", batch {state.batch + 1}" if state.batch else "")
+    return f"Resuming {folder.path} at {where} of {epochs}"
+
+
 def _fit(
     config: RunConfig,
     folder: RunFolder,
@@ -146,6 +165,7 @@ def _fit(
     device: torch.device,
     log: Callable[[str], None],
     progress: bool,
+    observers: Sequence[EpochObserver],
 ) -> State:
     train, test = (load_data(config.data, split).to(device) for split in ("train", "test"))
     folder.create()
@@ -153,6 +173,8 @@ def _fit(
         folder.write_config(config)
         folder.repair_metrics(0 if ckpt is None else int(ckpt.progress["epoch"]))
     state = build_state(config, train.image_shape, ckpt, world)
+    if ckpt is not None:
+        log(_resume_line(state, folder))
     with stop_on_signals() as stop:
         while state.epoch < config.train.epochs:
             started = time.perf_counter()
@@ -170,6 +192,8 @@ def _fit(
                 record |= {f"train_{k}": v for k, v in train_stats.items()}
                 record |= {f"test_{k}": v for k, v in test_stats.items()}
                 folder.append_metrics(record)
+                for observer in observers:
+                    observer.on_epoch(record, state.model, folder.path)
                 train_loss, test_loss = train_stats["loss"], test_stats["loss"]
                 log(f"Epoch {state.epoch}, Loss: {train_loss:.4f}, Test loss: {test_loss:.4f}")
             if world.any(bool(stop), device) and state.epoch < config.train.epochs:
