@@ -60,3 +60,16 @@ def small_config(mnist_dir: Path) -> RunConfig:
     config.train.plots = False
     config.train.device = "cpu"
     return config
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say last, where it is seen, that the browser tests did not run and how to run them."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    browser = [r for r in skipped if "browser tests need" in str(getattr(r, "longrepr", ""))]
+    if browser:
+        terminalreporter.write_line(
+            f"NOTE: {len(browser)} browser test(s) of the explorer were skipped: install "
+            "Debian's Chromium (`apt-get install chromium chromium-driver`) to run them "
+            "(CI installs it and fails without it).",
+            yellow=True,
+        )

@@ -43,7 +43,7 @@ def trained_run(tmp_path_factory, mnist_dir):
         "--out",
         str(run),
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)  # generous: load
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("Epoch 1, Loss: ")
     return run

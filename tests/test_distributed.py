@@ -37,7 +37,7 @@ def _train(mnist_dir, out, *extra, nproc: int = 1, torchrun: bool = False) -> st
         command = [sys.executable, *launch, "-m", "vaekit", *args]
     else:
         command = [sys.executable, "-m", "vaekit", *args, "--nproc", str(nproc)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=ENV)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1800, env=ENV)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 

@@ -131,3 +131,33 @@ def test_interpolation_pairs_and_manifold_dims():
     assert plots.interpolation_pairs(labels, 3) == [(2, 1), (1, 4), (4, 0)]
     mu = torch.randn(100, 4) * torch.tensor([0.1, 2.0, 0.01, 1.0])
     assert plots.manifold_dims(mu) == (1, 3)
+
+
+def _blue_pixels(path, half: str) -> int:
+    """Pixels of the recon curves' colour (matplotlib's tab:blue) in one half of the figure."""
+    rgb = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    width = rgb.shape[1]
+    part = rgb[:, width // 2 :] if half == "right" else rgb[:, : width // 2]
+    return int((np.abs(part - (31, 119, 180)).sum(-1) < 30).sum())
+
+
+def test_loss_curves_show_negative_reconstruction_terms(tmp_path):
+    """A Gaussian likelihood's -log p(x|z) is negative: the terms' axis must still draw it
+    (a log axis drops it and leaves only its legend entry)."""
+    records = [
+        {
+            "epoch": e,
+            "train_loss": -900.0 + e,
+            "test_loss": -890.0 + e,
+            "train_recon": -950.0 + e,
+            "test_recon": -940.0 + e,
+            "train_kl": 50.0,
+            "test_kl": 50.0,
+        }
+        for e in range(1, 6)
+    ]
+    negative = plots.loss_curves(records, tmp_path / "negative.png")
+    positive = [dict(r, train_recon=100.0 + r["epoch"], test_recon=110.0) for r in records]
+    reference = plots.loss_curves(positive, tmp_path / "positive.png")
+    # the negative curves draw about as many recon-coloured pixels as positive ones do
+    assert _blue_pixels(negative, "right") > 0.5 * _blue_pixels(reference, "right") > 100

@@ -55,15 +55,18 @@ def _run_args(mnist_dir, out):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_mid_epoch_checkpoints_and_resume_matches_uninterrupted(sig, mnist_dir, tmp_path):
     """The signal only sets a flag; the run saves mid-epoch, exits 128+sig, resumes exactly."""
+    started = time.monotonic()
     straight = _cli(_run_args(mnist_dir, tmp_path / "straight"))
-    assert straight.wait(timeout=300) == 0, straight.stderr.read()
+    assert straight.wait(timeout=1800) == 0, straight.stderr.read()
+    # Later limits scale with how long this machine, loaded as it is now, took for the run.
+    limit = max(120.0, 10 * (time.monotonic() - started))
 
     run = tmp_path / "stopped"
     proc = _cli(_run_args(mnist_dir, run))
     assert proc.stdout.readline().startswith("Epoch 1, Loss: ")
     time.sleep(0.2)  # well inside epoch 2 (375 steps), past the end-of-epoch stop check
     proc.send_signal(sig)
-    assert proc.wait(timeout=120) == 128 + sig
+    assert proc.wait(timeout=limit) == 128 + sig
     err = proc.stderr.read().strip()
     assert len(err.splitlines()) == 1 and f"stopped by {sig.name} in epoch 2" in err
     progress = checkpoint.load(run).progress
@@ -73,7 +76,7 @@ def test_signal_mid_epoch_checkpoints_and_resume_matches_uninterrupted(sig, mnis
         [sys.executable, "-m", "vaekit", "train", "--resume", str(run), "--no-progress"],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=limit,
     )
     assert resumed.returncode == 0, resumed.stderr
     a, b = checkpoint.load(tmp_path / "straight"), checkpoint.load(run)

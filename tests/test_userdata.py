@@ -51,7 +51,7 @@ def test_folder_errors_name_the_file(tmp_path):
     with pytest.raises(DataError, match="no such folder"):
         read_folder(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="holds no PNG or JPEG"):
+    with pytest.raises(DataError, match="holds no PNG, JPEG"):
         read_folder(tmp_path / "empty")
     _save(tmp_path / "mixed" / "a.png", np.zeros((8, 8), np.uint8))
     _save(tmp_path / "mixed" / "b.png", np.zeros((9, 8), np.uint8))
@@ -217,7 +217,7 @@ def test_train_on_an_npy_array(tmp_path, capsys):
 def test_bad_folders_fail_in_one_line_naming_the_file(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert _cli_train("--data", f"folder:{tmp_path / 'empty'}") == 1
-    assert "holds no PNG or JPEG" in capsys.readouterr().err
+    assert "holds no PNG, JPEG" in capsys.readouterr().err
     _save(tmp_path / "mixed" / "a.png", np.zeros((8, 8), np.uint8))
     _save(tmp_path / "mixed" / "b.png", np.zeros((12, 8), np.uint8))
     assert _cli_train("--data", f"folder:{tmp_path / 'mixed'}") == 1
@@ -225,3 +225,15 @@ def test_bad_folders_fail_in_one_line_naming_the_file(tmp_path, capsys):
     assert "b.png is 8x12" in err and "--image-size" in err and len(err.strip().splitlines()) == 1
     assert _cli_train("--data", "zip:foo") == 2
     assert "unknown dataset 'zip:foo'" in capsys.readouterr().err
+
+
+def test_webp_and_bmp_are_read_and_other_files_named(tmp_path, capsys):
+    """Lossless WebP and BMP decode to the pixels written; a stray file is named, not lost."""
+    pixels = np.arange(64, dtype=np.uint8).reshape(8, 8) * 3
+    Image.fromarray(pixels).save(tmp_path / "a.webp", lossless=True)
+    Image.fromarray(pixels).save(tmp_path / "b.bmp")
+    (tmp_path / "notes.txt").write_text("not an image")
+    images, _ = read_folder(tmp_path, image_mode="grey")  # WebP stores grey as RGB
+    assert images.shape == (2, 8, 8, 1)
+    assert (images[..., 0] == pixels).all()
+    assert "skipped 1 file(s) that are not images: notes.txt" in capsys.readouterr().err

@@ -17,7 +17,8 @@ from vaekit.config import (
     RunConfig,
     TrainConfig,
 )
-from vaekit.errors import CheckpointError, ConfigError, DataError, VaekitError
+from vaekit.errors import CheckpointError, ConfigError, DataError, InputError, VaekitError
+from vaekit.evaluation.result import EvalResult
 from vaekit.pictures import reconstruct, sample
 
 __version__ = "0.1.0"
@@ -27,7 +28,9 @@ __all__ = [
     "ConfigError",
     "DataConfig",
     "DataError",
+    "InputError",
     "EvalConfig",
+    "EvalResult",
     "ModelConfig",
     "ObjectiveConfig",
     "RunConfig",

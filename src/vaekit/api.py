@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from vaekit import checkpoint, fid, pictures, pretrained
+from vaekit import checkpoint, fid, inputs, pictures, pretrained
 from vaekit.config import EvalConfig, RunConfig
 from vaekit.data import Split, load_data
 from vaekit.distributed import world_from_env
@@ -19,7 +19,7 @@ from vaekit.evaluation import estimate as evaluation
 from vaekit.evaluation.result import EvalResult
 from vaekit.models import VAE, build_model
 from vaekit.runfolder import RunFolder
-from vaekit.runtime import resolve_device
+from vaekit.runtime import inference, resolve_device
 from vaekit.training.loop import fit
 from vaekit.training.observers import EpochObserver
 
@@ -102,16 +102,26 @@ def finish_run(run_dir: Path) -> None:
         plots.plot_run(model, test, run_dir, run.train.seed, run.data.binarize, run.data.dataset)
 
 
-def encode(model: VAE, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior mean and log-variance for images x in [0, 1], (B, C, H, W)."""
-    with torch.no_grad():
-        return model.encode(x.to(next(model.parameters()).device))
+def encode(model: VAE | str | Path, x: inputs.ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior mean and log-variance, each (B, D), for images x: (B, C, H, W) or one
+    (C, H, W), float in [0, 1] or uint8, as a tensor or array. `model` may be a run path."""
+    model = _model(model)
+    x = inputs.images(x, model.image_shape, next(model.parameters()).device)
+    with inference(model):
+        return model.encode(x)
 
 
-def decode(model: VAE, z: torch.Tensor) -> torch.Tensor:
-    """Images in [0, 1] (the likelihood's means) for latent codes z, (B, D)."""
-    with torch.no_grad():
-        return model.likelihood.mean(model.decode(z.to(next(model.parameters()).device)))
+def decode(model: VAE | str | Path, z: inputs.ArrayLike) -> torch.Tensor:
+    """Images in [0, 1] (the likelihood's means) for latent codes z, (B, D) or one (D,).
+    For hierarchical models z is the top group; the lower ones sit at their prior means."""
+    model = _model(model)
+    z = inputs.codes(z, model.latent_dim, next(model.parameters()).device)
+    with inference(model):
+        return model.likelihood.mean(model.decode(z).float())
+
+
+def _model(model: VAE | str | Path) -> VAE:
+    return model if isinstance(model, VAE) else load(model)
 
 
 def _split(model: VAE, split: str, data_dir: str | Path | None, binarize: str) -> Split:

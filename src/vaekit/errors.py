@@ -36,3 +36,7 @@ class TrainingInterrupted(VaekitError):
 
 class TrainingDiverged(VaekitError):
     """Too many non-finite steps in a row; the last good checkpoint is kept."""
+
+
+class InputError(VaekitError):
+    """Tensors or arrays handed to the Python API in a shape, dtype or range it cannot use."""

@@ -220,16 +220,23 @@ def loss_curves(records: list[dict], path: str | Path) -> Path:
     epochs = [r["epoch"] for r in records]
     fig = _figure("loss_curves")
     left, right = fig.subplots(1, 2)
+    terms = []
     for split, style in (("train", "-"), ("test", "--")):
         left.plot(epochs, [r[f"{split}_loss"] for r in records], style, marker="o", label=split)
         for term, colour in (("recon", "tab:blue"), ("kl", "tab:orange")):
             values = [r[f"{split}_{term}"] for r in records]
+            terms += values
             right.plot(epochs, values, style, marker="o", color=colour, label=f"{split} {term}")
     left.set_title("Loss: negative ELBO per example")
     left.set_ylabel("nats")
     right.set_title("Its terms: reconstruction -log p(x|z) and KL(q(z|x) || p(z))")
     right.set_ylabel("nats")
-    right.set_yscale("log")
+    # Densities on [0, 1] (Gaussian, continuous Bernoulli) make -log p(x|z) negative, which
+    # a log axis cannot show: symlog keeps both signs (linear within 1 nat of zero).
+    if min(terms, default=1.0) > 0:
+        right.set_yscale("log")
+    else:
+        right.set_yscale("symlog", linthresh=1.0)
     for ax in (left, right):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")

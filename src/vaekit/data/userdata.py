@@ -1,4 +1,4 @@
-"""Users' own images: a folder of PNG/JPEG files, or a .npy array (memory-mapped).
+"""Users' own images: a folder of PNG/JPEG/WebP/BMP files, or a .npy array (memory-mapped).
 
 Each reader returns numpy arrays, images (N, H, W, C) and labels (N,), and never
 Python objects per example after loading, so batching stays the same code as for
@@ -16,19 +16,27 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from vaekit.errors import DataError
+from vaekit.notices import notice
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 PIL_MODES = {"grey": "L", "rgb": "RGB"}
 SPLIT_SEED = 20261125  # fixed: the train/test split of a dataset never depends on a run's seed
 
 
 def image_files(root: Path) -> list[Path]:
-    """Every PNG/JPEG under `root`, sorted, so the order (and the split) repeats."""
+    """Every PNG/JPEG/WebP/BMP under `root`, sorted, so the order (and the split) repeats.
+    Other files are named in a notice, never skipped silently."""
     if not root.is_dir():
         raise DataError(f"{root}: no such folder")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    found = sorted(p for p in root.rglob("*") if p.is_file())
+    files = [p for p in found if p.suffix.lower() in IMAGE_SUFFIXES]
+    skipped = [p for p in found if p.suffix.lower() not in IMAGE_SUFFIXES]
+    if skipped:
+        shown = ", ".join(str(p.relative_to(root)) for p in skipped[:3])
+        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        notice(f"{root}: skipped {len(skipped)} file(s) that are not images: {shown}{more}")
     if not files:
-        raise DataError(f"{root}: the folder holds no PNG or JPEG files")
+        raise DataError(f"{root}: the folder holds no PNG, JPEG, WebP or BMP files")
     return files
 
 
