@@ -22,16 +22,29 @@ import pytest
 import torch
 
 import vaekit
-from vaekit import explore
+from vaekit import checkpoint, explore
 from vaekit.cli import main
 from vaekit.config import RunConfig
 from vaekit.data import load_split, to_unit
+from vaekit.errors import ConfigError
 from vaekit.evaluation.estimate import posterior_parameters
+from vaekit.models import MODELS, VAE, build_model
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 POINTS = 2000  # test images on the map: enough to see, quick to encode
 # Fixed latent points, in and beyond the data (|z| up to 4), for the pixel comparisons.
 Z_FIXED = [[0.0, 0.0, 0.0], [1.5, -0.7, 0.3], [-2.2, 1.1, -1.9], [3.9, 3.1, 2.5], [-4.0, -0.2, 4.0]]
+# Untrained instances of every registered model, and of likelihoods whose mean is not a
+# plain sigmoid: (model, likelihood, image shape). Not trained: their weights are scaled
+# up instead, so the decoders' outputs reach the saturated and the near-zero ranges.
+TINY = [(name, "bernoulli", (1, 28, 28)) for name in sorted(MODELS)] + [
+    ("mlp", "continuous-bernoulli", (1, 28, 28)),
+    ("hvae", "continuous-bernoulli", (1, 28, 28)),
+    ("iwae-2l", "gaussian", (1, 28, 28)),
+    ("conv", "gaussian-learned", (1, 28, 28)),
+    ("resconv", "gaussian-learned", (3, 8, 8)),  # colour, two maps per channel
+]
+TINY_IDS = [f"{name}-{likelihood}-{'x'.join(map(str, shape))}" for name, likelihood, shape in TINY]
 
 
 def _train(tmp_path: Path, mnist_dir: Path, **model: object) -> Path:
@@ -75,6 +88,51 @@ def pages(runs, tmp_path_factory) -> dict[str, Path]:
     }
 
 
+def _tiny_run(folder: Path, name: str, likelihood: str, shape: tuple[int, int, int]) -> Path:
+    """A run folder holding a tiny, untrained `name` model, weights scaled up."""
+    config = RunConfig()
+    for key, value in dict(
+        name=name, likelihood=likelihood, latent_dim=3, hidden_dim=16, channels=4, groups=3
+    ).items():
+        setattr(config.model, key, value)
+    torch.manual_seed(0)
+    model = build_model(config.model, shape)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3) if p.dim() > 1 else p.normal_(0, 0.5)
+    folder.mkdir(parents=True)
+    checkpoint.save(checkpoint.Checkpoint(config, shape, model.state_dict()), folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
+    """TINY's (run folder, page) pairs by TINY_IDS; the pages have no backdrop (points 0)."""
+    base = tmp_path_factory.mktemp("tiny")
+    out = {}
+    for case, spec in zip(TINY_IDS, TINY, strict=True):
+        run = _tiny_run(base / case / "run", *spec)
+        out[case] = run, explore.write_explorer(run, base / case / "page", points=0, device="cpu")
+    return out
+
+
+@pytest.fixture(scope="module")
+def hvae_page(tmp_path_factory, mnist_dir) -> Path:
+    """`vaekit explore --pretrained mnist-hvae -o DIR`, as a user runs it."""
+    out = tmp_path_factory.mktemp("hvae") / "page"
+    command = ["explore", "--pretrained", "mnist-hvae", "-o", str(out), "--data-dir"]
+    assert main([*command, str(mnist_dir), "--points", "1000", "--device", "cpu"]) == 0
+    return out / "index.html"
+
+
+def _codes(dim: int) -> list[list[float]]:
+    """Z_FIXED's points for a latent of `dim` <= 3 dimensions; beyond, as many fixed
+    draws of N(0, 2^2) (so again in and beyond the data)."""
+    if dim <= 3:
+        return [point[:dim] for point in Z_FIXED]
+    return (np.random.default_rng(0).normal(size=(len(Z_FIXED), dim)) * 2).tolist()
+
+
 def _data(page: Path) -> dict:
     text = (page.parent / explore.DATA_FILE).read_text()
     return json.loads(text[text.index("{") : text.rstrip().rindex(";")])
@@ -99,6 +157,15 @@ def _run_ops(ops: list[dict], tensors: dict[str, np.ndarray], z: np.ndarray) -> 
             x = np.maximum(x, 0)
         elif op["op"] == "tanh":
             x = np.tanh(x)
+        elif op["op"] == "sigmoid":
+            x = 1 / (1 + np.exp(-x))
+        elif op["op"] == "continuous_bernoulli_mean":  # 1/(1 - e^-l) - 1/l, its limit at 0
+            small, safe = np.abs(x) < 1e-3, np.where(np.abs(x) < 1e-3, 1.0, x)
+            x = np.where(small, 0.5 + x / 12, 1 / (1 - np.exp(-safe)) - 1 / safe)
+        elif op["op"] == "add":
+            x = x + tensors[op["tensor"]]
+        elif op["op"] == "chunk":
+            x = np.split(x, op["chunks"])[op["index"]]
         elif op["op"] == "silu":
             x = x / (1 + np.exp(-x))
         elif op["op"] == "push":
@@ -137,23 +204,54 @@ def _run_ops(ops: list[dict], tensors: dict[str, np.ndarray], z: np.ndarray) -> 
             )
         else:
             raise AssertionError(f"unknown op {op['op']}")
-    return 1 / (1 + np.exp(-x.ravel()))
+    return x.ravel()
 
 
-@pytest.mark.parametrize("name", ["mlp", "conv", "resconv", "iwae-1l", "iwae-2l"])
-def test_exported_operations_are_the_decoder(runs, name):
-    model = vaekit.load(runs[name], device="cpu")
-    packed = explore.pack_decoder(model)
+def _assert_operations_are_the_decoder(model: VAE) -> None:
+    """The exported list, run by _run_ops, gives vaekit.decode's images (the mean included)."""
+    packed = json.loads(json.dumps(explore.pack_decoder(model)))  # what the page receives
     weights = np.frombuffer(base64.b64decode(packed["weights"]), dtype="<f4")
     tensors = {
         key: weights[t["offset"] : t["offset"] + int(np.prod(t["shape"]))].reshape(t["shape"])
         for key, t in packed["tensors"].items()
     }
     assert len(weights) == sum(int(np.prod(t["shape"])) for t in packed["tensors"].values())
-    expected = _torch_pixels(model, Z_FIXED)
-    for z, want in zip(Z_FIXED, expected, strict=True):
-        got = _run_ops(packed["ops"], tensors, np.array(z[: model.latent_dim]))
-        np.testing.assert_allclose(got, want, atol=1e-5)
+    codes = _codes(model.latent_dim)
+    expected = _torch_pixels(model, codes)
+    assert expected.shape[1] == int(np.prod(model.image_shape))
+    for z, want in zip(codes, expected, strict=True):
+        np.testing.assert_allclose(_run_ops(packed["ops"], tensors, np.array(z)), want, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["mlp", "conv", "resconv", "iwae-1l", "iwae-2l"])
+def test_exported_operations_are_the_decoder(runs, name):
+    _assert_operations_are_the_decoder(vaekit.load(runs[name], device="cpu"))
+
+
+@pytest.mark.parametrize("case", TINY_IDS)
+def test_every_model_and_likelihood_describes_its_decoder(tiny, case):
+    model = vaekit.load(tiny[case][0], device="cpu")
+    _assert_operations_are_the_decoder(model)
+    if model.likelihood.name == "continuous-bernoulli":  # both branches of its mean
+        logits = model.decode(torch.tensor(_codes(3))).abs()
+        assert (logits < 0.5).any() and (logits > 0.5).any()
+
+
+def test_the_shipped_hvae_describes_its_decoder():
+    model = vaekit.load_pretrained("mnist-hvae", device="cpu")
+    _assert_operations_are_the_decoder(model)
+    # The top group's prior mean, then the lower groups' prior means, as decode says.
+    assert [op["op"] for op in model.explorer_decoder()].count("push") > model.groups
+
+
+def test_a_model_without_a_description_is_refused():
+    class Opaque(VAE):
+        def __init__(self) -> None:
+            super().__init__((1, 4, 4), 2)
+            self.layer = torch.nn.Linear(2, 16)
+
+    with pytest.raises(ConfigError, match="Opaque model does not describe its decoder"):
+        explore.pack_decoder(Opaque())
 
 
 def test_page_files_and_scatter(runs, pages, mnist_dir):
@@ -300,18 +398,49 @@ def _record(name: str, value: object) -> None:
     print(f"{name}: {value}")
 
 
-@pytest.mark.parametrize("name", ["mlp", "conv", "resconv", "iwae-1l"])
-def test_browser_decoder_matches_pytorch(browser, runs, pages, name):
-    _open(browser, pages[name].as_uri())
-    model = vaekit.load(runs[name], device="cpu")
-    z = [point[: model.latent_dim] for point in Z_FIXED]
-    got = np.array(browser.execute_script("return arguments[0].map(window.vaekit.decode)", z))
-    worst = float(np.abs(got - _torch_pixels(model, z)).max())
-    rate = browser.execute_script("return window.vaekit.benchmark(200)")
+def _assert_browser_decodes(driver, model: VAE, name: str) -> None:
+    """The open page's decoder against vaekit.decode at _codes, and its speed."""
+    z = _codes(model.latent_dim)
+    got = np.array(driver.execute_script("return arguments[0].map(window.vaekit.decode)", z))
+    want = _torch_pixels(model, z)
+    assert got.shape == want.shape
+    worst = float(np.abs(got - want).max())
+    rate = driver.execute_script("return window.vaekit.benchmark(200)")
     _record(f"{name}: max |JS - PyTorch| pixel", worst)
     _record(f"{name}: decodes per second", round(rate))
     assert worst <= 1e-4
     assert rate >= 30, f"only {rate:.0f} decodes per second"
+    assert driver.find_element("id", "latent-note").text == model.explorer_note
+    _no_console_errors(driver)
+
+
+@pytest.mark.parametrize("name", ["mlp", "conv", "resconv", "iwae-1l", "iwae-2l"])
+def test_browser_decoder_matches_pytorch(browser, runs, pages, name):
+    _open(browser, pages[name].as_uri())
+    _assert_browser_decodes(browser, vaekit.load(runs[name], device="cpu"), name)
+
+
+@pytest.mark.parametrize("case", TINY_IDS)
+def test_browser_runs_every_model_and_likelihood(browser, tiny, case):
+    run, page = tiny[case]
+    _open(browser, page.as_uri())
+    _assert_browser_decodes(browser, vaekit.load(run, device="cpu"), f"tiny {case}")
+
+
+def test_browser_shipped_hvae(browser, hvae_page):
+    """The pretrained hierarchical model: decodes, the image shown, its map and sliders."""
+    model = vaekit.load_pretrained("mnist-hvae", device="cpu")
+    _open(browser, hvae_page.as_uri())
+    _assert_browser_decodes(browser, model, "mnist-hvae")
+    assert len(browser.find_elements("css selector", "#sliders input[type=range]")) == 16
+    assert "1000 test images" in browser.find_element("id", "info").text
+    for z in _codes(16)[:2]:  # what is shown is the decode of that z
+        browser.execute_script("window.vaekit.setZ(arguments[0])", z)
+        _next_frames(browser)
+        shown = np.array(browser.execute_script(SHOWN_PIXELS))
+        assert np.abs(shown - np.round(255 * _torch_pixels(model, [z])[0])).max() <= 1
+    ARTIFACTS.mkdir(exist_ok=True)
+    assert browser.save_screenshot(str(ARTIFACTS / "explorer-hvae.png"))
     _no_console_errors(browser)
 
 

@@ -1,17 +1,18 @@
 """The latent explorer: a static web page that decodes latent points in the browser.
 
 `write_explorer` writes, into one folder,
-    index.html, explorer.js, style.css   the page (package data, copied as they are)
+    index.html, ops.js, explorer.js,      the page (package data, copied as they are):
+    style.css                             ops.js runs the decoder, explorer.js draws
     data.js                               the decoder's weights and the test set's latent
                                           means, assigned to `window.VAEKIT_EXPLORER`
 and `serve` serves that folder on localhost. The page needs no server and no network:
 opened from disk (file://), Chromium refuses fetch() of local files but runs a local
 <script src>, so the data travel as a script rather than as .bin/.json files.
 
-The decoder is described as a short list of operations (linear, relu, tanh, silu,
-reshape, conv2d, conv_transpose2d, and push/add_pop for residual connections) over
-named float32 tensors; explorer.js interprets that list, then applies the sigmoid
-that turns the decoder's logits into pixel means.
+Each model describes its own decoder as a short list of operations over float32
+tensors, the likelihood's mean included (`VAE.explorer_decoder`, the format in
+`vaekit.models.export`); this module only names the tensors and serialises the list,
+and explorer/ops.js interprets it, so no model needs code here or in the page.
 """
 
 from __future__ import annotations
@@ -28,17 +29,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from vaekit import api, checkpoint
 from vaekit.data import class_names, evaluation_images, to_unit
 from vaekit.errors import ConfigError, VaekitError
 from vaekit.evaluation.estimate import posterior_parameters
 from vaekit.models import VAE
-from vaekit.models.blocks import ResidualCell
 from vaekit.runfolder import RunFolder
 
-ASSETS = ("index.html", "explorer.js", "style.css")
+ASSETS = ("index.html", "ops.js", "explorer.js", "style.css")
 DATA_FILE = "data.js"
 DEFAULT_POINTS = 5000
 
@@ -46,117 +45,24 @@ DEFAULT_POINTS = 5000
 # ------------------------------------------------------------ the decoder as data
 
 
-def _op(name: str, module: nn.Module) -> dict[str, Any]:
-    """One layer as a JSON-ready operation; its tensors are named by state-dict key."""
-    if isinstance(module, nn.Linear):
-        return {"op": "linear", "weight": f"{name}.weight", "bias": f"{name}.bias"}
-    if isinstance(module, nn.ReLU):
-        return {"op": "relu"}
-    if isinstance(module, nn.Tanh):
-        return {"op": "tanh"}
-    if isinstance(module, nn.SiLU):
-        return {"op": "silu"}
-    if isinstance(module, nn.Unflatten):
-        return {"op": "reshape", "shape": list(module.unflattened_size)}
-    kinds = {nn.Conv2d: "conv2d", nn.ConvTranspose2d: "conv_transpose2d"}
-    if type(module) in kinds and _plain_conv(module):
-        return {
-            "op": kinds[type(module)],
-            "weight": f"{name}.weight",  # conv2d (out, in, k, k); conv_transpose2d (in, out, k, k)
-            "bias": f"{name}.bias",
-            "stride": module.stride[0],
-            "padding": module.padding[0],
-        }
-    raise ConfigError(f"the explorer cannot run {module!r} in the browser (layer {name!r})")
-
-
-def _plain_conv(module: nn.Conv2d | nn.ConvTranspose2d) -> bool:
-    """A (transposed) convolution explorer.js can run: square stride and padding, zeros,
-    one group, no dilation or output padding, a bias."""
-    return (
-        getattr(module, "output_padding", (0, 0)) == (0, 0)
-        and module.groups == 1
-        and module.dilation == (1, 1)
-        and module.padding_mode == "zeros"
-        and isinstance(module.padding, tuple)
-        and module.stride[0] == module.stride[1]
-        and module.padding[0] == module.padding[1]
-        and module.bias is not None
-    )
-
-
-def _sequence_ops(prefix: str, sequence: nn.Module) -> list[dict[str, Any]]:
-    """A Sequential's layers as operations; a residual cell x + f(x) becomes
-    push (keep x), f's layers, add_pop (add the kept x)."""
-    ops: list[dict[str, Any]] = []
-    for name, module in sequence.named_children():
-        if isinstance(module, ResidualCell):
-            ops += [{"op": "push"}, *_sequence_ops(f"{prefix}{name}.branch.", module.branch)]
-            ops.append({"op": "add_pop"})
-        else:
-            ops.append(_op(f"{prefix}{name}", module))
-    return ops
-
-
-def _mlp_ops(model: VAE) -> list[dict[str, Any]]:
-    # MLPVAE.decode: relu(fc3(z)) -> fc4 -> view as an image.
-    layers = [("fc3", model.fc3), ("", nn.ReLU()), ("fc4", model.fc4)]
-    return [_op(name, m) for name, m in layers] + [
-        {"op": "reshape", "shape": list(model.image_shape)}
-    ]
-
-
-def _conv_ops(model: VAE) -> list[dict[str, Any]]:
-    return _sequence_ops("decoder.", model.decoder)
-
-
-def _iwae_1l_ops(model: VAE) -> list[dict[str, Any]]:
-    # IWAE1L.decode: two tanh layers, a linear layer, then view as an image.
-    return [*_conv_ops(model), {"op": "reshape", "shape": list(model.output_shape)}]
-
-
-def _iwae_2l_ops(model: VAE) -> list[dict[str, Any]]:
-    # IWAE2L.decode: z2 -> E[z1|z2] (p_z1's tanh body and mean layer) -> p(x|z1).
-    body = [_op(f"p_z1.body.{name}", m) for name, m in model.p_z1.body.named_children()]
-    to_x = [_op(f"p_x.{name}", m) for name, m in model.p_x.named_children()]
-    reshape = {"op": "reshape", "shape": list(model.output_shape)}
-    return [*body, _op("p_z1.mu", model.p_z1.mu), *to_x, reshape]
-
-
-# Model name -> its decoder as operations. A new architecture joins the explorer here.
-DECODER_OPS: dict[str, Callable[[VAE], list[dict[str, Any]]]] = {
-    "mlp": _mlp_ops,
-    "conv": _conv_ops,
-    "resconv": _conv_ops,
-    "iwae-1l": _iwae_1l_ops,
-    "iwae-2l": _iwae_2l_ops,
-}
-
-
-# Likelihoods whose mean is sigmoid(decoder output), which is what explorer.js applies.
-SIGMOID_LIKELIHOODS = ("bernoulli", "gaussian")
-
-
 def decoder_ops(model: VAE) -> tuple[list[dict[str, Any]], dict[str, torch.Tensor]]:
-    """The decoder as (operations, float32 tensors by name): z (D,) -> logits (C, H, W)."""
-    name = model.run_config.model.name if model.run_config is not None else None
-    if name not in DECODER_OPS:
-        known = ", ".join(sorted(DECODER_OPS))
-        raise ConfigError(f"the explorer runs the decoders of {known}; this model is {name!r}")
-    if model.likelihood.name not in SIGMOID_LIKELIHOODS:
-        raise ConfigError(
-            "the explorer shows decoders whose mean is the sigmoid of their output "
-            f"({', '.join(SIGMOID_LIKELIHOODS)}); this model's likelihood is "
-            f"{model.likelihood.name}"
-        )
-    ops = DECODER_OPS[name](model)
-    state = model.state_dict()
-    tensors = {
-        key: state[key].detach().float().cpu()
-        for op in ops
-        for key in (op.get("weight"), op.get("bias"))
-        if key
-    }
+    """The model's own description of z (D,) -> image (C, H, W) (`explorer_decoder`) as
+    JSON-ready operations and the float32 tensors they name.
+
+    A tensor that is one of the model's parameters or buffers keeps its state-dict
+    name; one derived from them (a slice) is named after its operation.
+    """
+    names = {id(t): key for key, t in model.state_dict(keep_vars=True).items()}
+    ops, tensors = [], {}
+    for index, op in enumerate(model.explorer_decoder()):
+        plain = {}
+        for field, value in op.items():
+            if isinstance(value, torch.Tensor):
+                key = names.get(id(value), f"op{index}.{field}")
+                tensors[key] = value.detach().float().cpu().contiguous()
+                value = key
+            plain[field] = value
+        ops.append(plain)
     return ops, tensors
 
 
@@ -234,7 +140,7 @@ def default_axes(scatter: dict[str, Any] | None, latent_dim: int) -> list[int]:
 
 
 def _run_summary(source: Path) -> dict[str, Any]:
-    """The last epoch's record from metrics.jsonl beside the checkpoint, when there is one."""
+    """The last epoch's record from the run's metrics beside the checkpoint, if any."""
     try:
         records = RunFolder(source.parent).read_metrics()
     except (OSError, VaekitError):
@@ -269,6 +175,7 @@ def write_explorer(
         "meta": {
             "source": named.name,
             "model": run.model.name,
+            "latentNote": model.explorer_note,
             "dataset": run.data.dataset,
             "latentDim": model.latent_dim,
             "imageShape": list(model.image_shape),

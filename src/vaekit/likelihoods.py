@@ -3,7 +3,8 @@
 Every decoder emits `params_per_channel` maps per image channel, the first of
 them logits; a likelihood turns them into -log p(x|z) (pure functions, summed
 over the last `event_dims` dimensions) and into the image a person looks at
-(`mean`). Chosen in the config (`--likelihood`), looked up by name here.
+(`mean`, and `mean_ops`: the same map as operations the explorer page runs, see
+`vaekit.models.export`). Chosen in the config (`--likelihood`), looked up by name here.
 
 - bernoulli: the seed's, pixels as probabilities of "on"; takes grey levels as
   soft targets, as the seed does (not a normalised density for them).
@@ -21,6 +22,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -118,7 +120,11 @@ def learned_logvar(raw: torch.Tensor, sigma_floor: float) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Likelihood:
-    """A likelihood bound to its settings: `nll(params, x, event_dims)`, `mean(params)`."""
+    """A likelihood bound to its settings: `nll(params, x, event_dims)`, `mean(params)`.
+
+    `mean_ops` is `mean` for one decoder output (P*C, H, W) written as explorer
+    operations, so the page shows what `vaekit.decode` returns; () where not described.
+    """
 
     name: str
     params_per_channel: int
@@ -127,6 +133,7 @@ class Likelihood:
     # A density for real-valued pixels (on [0, 1]^D for the continuous Bernoulli, on R^D
     # for the Gaussians): its NLL is in nats of a density, not comparable with Bernoulli's.
     continuous: bool
+    mean_ops: tuple[dict[str, Any], ...] = ()
 
 
 def _split(params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,23 +156,38 @@ def _sigmoid_mean(params: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(at_least_fp32(params))
 
 
+_SIGMOID_OPS = ({"op": "sigmoid"},)
+
+
 def _gaussian_fixed(sigma: float) -> Likelihood:
     logvar = 2 * math.log(sigma)
 
     def nll(params: torch.Tensor, x: torch.Tensor, event_dims: int = 3) -> torch.Tensor:
         return gaussian_nll(params, x, logvar, event_dims)
 
-    return Likelihood("gaussian", 1, nll, _sigmoid_mean, continuous=True)
+    return Likelihood("gaussian", 1, nll, _sigmoid_mean, True, _SIGMOID_OPS)
 
 
 LIKELIHOODS: dict[str, Callable[[float], Likelihood]] = {
-    "bernoulli": lambda _: Likelihood("bernoulli", 1, bernoulli_nll, _sigmoid_mean, False),
+    "bernoulli": lambda _: Likelihood(
+        "bernoulli", 1, bernoulli_nll, _sigmoid_mean, False, _SIGMOID_OPS
+    ),
     "gaussian": _gaussian_fixed,
     "gaussian-learned": lambda sigma: Likelihood(
-        "gaussian-learned", 2, partial(_gaussian_learned_nll, sigma=sigma), _first_map_mean, True
+        "gaussian-learned",
+        2,
+        partial(_gaussian_learned_nll, sigma=sigma),
+        _first_map_mean,
+        True,
+        ({"op": "chunk", "chunks": 2, "index": 0}, *_SIGMOID_OPS),  # as _split, then sigmoid
     ),
     "continuous-bernoulli": lambda _: Likelihood(
-        "continuous-bernoulli", 1, continuous_bernoulli_nll, continuous_bernoulli_mean, True
+        "continuous-bernoulli",
+        1,
+        continuous_bernoulli_nll,
+        continuous_bernoulli_mean,
+        True,
+        ({"op": "continuous_bernoulli_mean"},),
     ),
 }
 LIKELIHOOD_NAMES = tuple(LIKELIHOODS)

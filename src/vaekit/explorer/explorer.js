@@ -2,14 +2,8 @@
 //
 // Everything runs here, in the page: data.js (written by `vaekit explore`) holds the
 // decoder as a list of operations over float32 tensors and the test set's posterior
-// means; this file interprets the operations and draws. No server, no network.
-//
-// Why a hand-written decoder, also for the convolutional model, rather than ONNX
-// Runtime Web: the two decoders are a few linear layers, ReLUs and two transposed
-// convolutions (~3 M multiply-adds for the default conv model, a few milliseconds
-// here), so plain JS is fast enough for live updates; it needs no multi-megabyte
-// WebAssembly runtime vendored into every output folder, no npm install when the
-// page is built, and it keeps the numerics in our hands (see `linear` below).
+// means; ops.js turns the operations into a decode function and this file draws.
+// No server, no network.
 "use strict";
 
 (function () {
@@ -22,227 +16,7 @@
   const STRIP_STEPS = 10;
   const MAX_PINS = 9;
 
-  // ------------------------------------------------------------------ data
-
-  const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
-
-  // base64 of little-endian values -> a typed array of `Type` (Float32Array, Uint16Array...).
-  function typed(b64, Type) {
-    const text = atob(b64);
-    const bytes = new Uint8Array(text.length);
-    for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
-    if (LITTLE_ENDIAN || Type.BYTES_PER_ELEMENT === 1) return new Type(bytes.buffer);
-    const view = new DataView(bytes.buffer);
-    const out = new Type(bytes.length / Type.BYTES_PER_ELEMENT);
-    const get = Type === Float32Array ? "getFloat32" : "getUint16";
-    for (let i = 0; i < out.length; i++) out[i] = view[get](i * Type.BYTES_PER_ELEMENT, true);
-    return out;
-  }
-
-  const size = (shape) => shape.reduce((a, b) => a * b, 1);
-
-  // ------------------------------------------------------------------ decoder
-  //
-  // Numerics: weights, inputs and every layer's output are float32, as in PyTorch.
-  // Sums are accumulated in JS doubles (the float32 products are exact in a double)
-  // and rounded to float32 once per output, when stored into a Float32Array. PyTorch
-  // accumulates in float32 in its own order, so the two differ by a few float32 ulps
-  // per layer: far below 1e-4 in the final pixels (the browser test checks this).
-
-  const OPS = {
-    linear(op, shape, t) {
-      const W = t[op.weight];
-      const b = t[op.bias];
-      const [nOut, nIn] = W.shape;
-      if (size(shape) !== nIn) {
-        throw new Error(`linear ${op.weight}: input ${shape}, weight ${W.shape}`);
-      }
-      const w = W.data;
-      const out = new Float32Array(nOut);
-      return {
-        shape: [nOut],
-        run(x) {
-          for (let o = 0; o < nOut; o++) {
-            let s = b.data[o];
-            const row = o * nIn;
-            for (let i = 0; i < nIn; i++) s += w[row + i] * x[i];
-            out[o] = s;
-          }
-          return out;
-        },
-      };
-    },
-    relu(op, shape) {
-      return {
-        shape,
-        run(x) {
-          for (let i = 0; i < x.length; i++) if (x[i] < 0) x[i] = 0;
-          return x;
-        },
-      };
-    },
-    silu(op, shape) {
-      return {
-        shape,
-        run(x) {
-          for (let i = 0; i < x.length; i++) x[i] = x[i] / (1 + Math.exp(-x[i]));
-          return x;
-        },
-      };
-    },
-    // Residual connections: push keeps a copy of the current tensor, add_pop adds it back.
-    push(op, shape, t, stack) {
-      const kept = new Float32Array(size(shape));
-      stack.push(kept);
-      return {
-        shape,
-        run(x) {
-          kept.set(x);
-          return x;
-        },
-      };
-    },
-    add_pop(op, shape, t, stack) {
-      const kept = stack.pop();
-      if (!kept || kept.length !== size(shape)) throw new Error(`add_pop: shape ${shape}`);
-      return {
-        shape,
-        run(x) {
-          for (let i = 0; i < x.length; i++) x[i] += kept[i];
-          return x;
-        },
-      };
-    },
-    // PyTorch's Conv2d: weight (C_out, C_in, K, K), zero padding, square stride.
-    conv2d(op, shape, t) {
-      const [C, H, W] = shape;
-      const weight = t[op.weight];
-      const [O, Cw, K] = weight.shape;
-      if (Cw !== C) throw new Error(`conv2d ${op.weight}: input ${shape}, weight ${weight.shape}`);
-      const s = op.stride;
-      const p = op.padding;
-      const Ho = Math.floor((H + 2 * p - K) / s) + 1;
-      const Wo = Math.floor((W + 2 * p - K) / s) + 1;
-      const w = weight.data;
-      const b = t[op.bias].data;
-      const out = new Float32Array(O * Ho * Wo);
-      return {
-        shape: [O, Ho, Wo],
-        run(x) {
-          for (let o = 0; o < O; o++) {
-            for (let oy = 0; oy < Ho; oy++) {
-              for (let ox = 0; ox < Wo; ox++) {
-                let acc = b[o];
-                for (let c = 0; c < C; c++) {
-                  const wBase = (o * C + c) * K * K;
-                  const xBase = c * H * W;
-                  for (let ky = 0; ky < K; ky++) {
-                    const y = oy * s - p + ky;
-                    if (y < 0 || y >= H) continue;
-                    for (let kx = 0; kx < K; kx++) {
-                      const xx = ox * s - p + kx;
-                      if (xx >= 0 && xx < W) acc += w[wBase + ky * K + kx] * x[xBase + y * W + xx];
-                    }
-                  }
-                }
-                out[(o * Ho + oy) * Wo + ox] = acc;
-              }
-            }
-          }
-          return out;
-        },
-      };
-    },
-    tanh(op, shape) {
-      return {
-        shape,
-        run(x) {
-          for (let i = 0; i < x.length; i++) x[i] = Math.tanh(x[i]);
-          return x;
-        },
-      };
-    },
-    reshape(op, shape) {
-      if (size(op.shape) !== size(shape)) throw new Error(`reshape ${shape} to ${op.shape}`);
-      return { shape: op.shape, run: (x) => x };
-    },
-    // PyTorch's ConvTranspose2d: weight (C_in, C_out, K, K); each input pixel adds
-    // v * weight[c, o] to the K x K output patch at (iy * stride - padding, ...).
-    conv_transpose2d(op, shape, t) {
-      const [C, H, W] = shape;
-      const weight = t[op.weight];
-      const [Cw, O, K] = weight.shape;
-      if (Cw !== C) {
-        throw new Error(`conv_transpose2d ${op.weight}: input ${shape}, weight ${weight.shape}`);
-      }
-      const s = op.stride;
-      const p = op.padding;
-      const Ho = (H - 1) * s - 2 * p + K;
-      const Wo = (W - 1) * s - 2 * p + K;
-      const w = weight.data;
-      const b = t[op.bias].data;
-      const acc = new Float64Array(O * Ho * Wo);
-      const out = new Float32Array(O * Ho * Wo);
-      return {
-        shape: [O, Ho, Wo],
-        run(x) {
-          for (let o = 0; o < O; o++) acc.fill(b[o], o * Ho * Wo, (o + 1) * Ho * Wo);
-          for (let c = 0; c < C; c++) {
-            for (let iy = 0; iy < H; iy++) {
-              for (let ix = 0; ix < W; ix++) {
-                const v = x[(c * H + iy) * W + ix];
-                if (v === 0) continue; // after a ReLU about half are zero; skipping is exact
-                for (let o = 0; o < O; o++) {
-                  const wBase = (c * O + o) * K * K;
-                  const oBase = o * Ho * Wo;
-                  for (let ky = 0; ky < K; ky++) {
-                    const y = iy * s - p + ky;
-                    if (y < 0 || y >= Ho) continue;
-                    const row = oBase + y * Wo;
-                    const wRow = wBase + ky * K;
-                    for (let kx = 0; kx < K; kx++) {
-                      const xx = ix * s - p + kx;
-                      if (xx >= 0 && xx < Wo) acc[row + xx] += v * w[wRow + kx];
-                    }
-                  }
-                }
-              }
-            }
-          }
-          out.set(acc); // rounds each sum to float32
-          return out;
-        },
-      };
-    },
-  };
-
-  // The decoder: z (D numbers) -> Bernoulli means (C * H * W, float32, in [0, 1]).
-  function makeDecoder(spec, latentDim) {
-    const all = typed(spec.weights, Float32Array);
-    const tensors = {};
-    for (const [name, { offset, shape }] of Object.entries(spec.tensors)) {
-      tensors[name] = { shape, data: all.subarray(offset, offset + size(shape)) };
-    }
-    let shape = [latentDim];
-    const stack = []; // copies kept by push for add_pop, in build order
-    const steps = spec.ops.map((op) => {
-      if (!OPS[op.op]) throw new Error(`unknown decoder operation ${op.op}`);
-      const step = OPS[op.op](op, shape, tensors, stack);
-      shape = step.shape;
-      return step.run;
-    });
-    const zBuffer = new Float32Array(latentDim);
-    function decode(z) {
-      zBuffer.set(z); // PyTorch decodes float32 codes: round z first
-      let x = zBuffer;
-      for (const run of steps) x = run(x);
-      const pixels = new Float32Array(x.length);
-      for (let i = 0; i < x.length; i++) pixels[i] = 1 / (1 + Math.exp(-x[i]));
-      return pixels;
-    }
-    decode.outputShape = shape;
-    return decode;
-  }
+  const { typed, makeDecoder } = window.VAEKIT_OPS; // ops.js: the decoder
 
   // ------------------------------------------------------------------ page state
 
@@ -250,6 +24,9 @@
   const D = meta.latentDim;
   const [C, H, W] = meta.imageShape;
   const decode = makeDecoder(DATA.decoder, D);
+  if (decode.outputShape.join() !== meta.imageShape.join()) {
+    throw new Error(`the decoder makes ${decode.outputShape}, not an image ${meta.imageShape}`);
+  }
   const range = meta.range; // per dimension [lo, hi]: what the map and sliders cover
   const axes = meta.axes.slice(); // the dimensions on the map's x and y axes
   const z = new Float64Array(D).fill(0);
@@ -569,6 +346,7 @@
     if (meta.testLoss != null) parts.push(`test loss ${meta.testLoss.toFixed(2)}`);
     parts.push(scatter ? `${scatter.n} test images` : "no test images");
     $("info").textContent = parts.join(" · ");
+    $("latent-note").textContent = meta.latentNote; // the model's words: what z is
     $("clear").addEventListener("click", () => {
       pins.length = 0;
       requestRender(false);
@@ -659,7 +437,7 @@
   // ------------------------------------------------------------------ test hook
 
   window.vaekit = {
-    decode: (point) => Array.from(decode(point)), // Bernoulli means for one z, (C * H * W)
+    decode: (point) => Array.from(decode(point)), // the image for one z, (C * H * W)
     state: () => ({
       z: Array.from(z),
       axes: axes.slice(),

@@ -6,7 +6,8 @@ p(x|z) in the layout the model's `likelihood` reads (`vaekit.likelihoods`).
 Objectives take these tensors and score them.
 
 Single-latent models implement `encode` and `decode`; hierarchical ones override
-`forward`, `generate` and `reconstruct` as well.
+`forward`, `generate` and `reconstruct` as well. Every model also describes its
+`decode` as data (`decoder_ops`, see `vaekit.models.export`) for the latent explorer.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch import nn
 
 from vaekit.errors import ConfigError
 from vaekit.likelihoods import Likelihood, get_likelihood
+from vaekit.models.export import Op, module_ops
 
 
 @dataclass
@@ -66,6 +68,8 @@ class VAE(nn.Module):
     """A Gaussian-posterior VAE with a standard-normal prior on one latent group."""
 
     run_config = None  # the RunConfig a loaded model was trained with
+    # What the explorer page's latent controls set, in the words the page shows.
+    explorer_note = "The map and sliders set z; the image is the mean of p(x|z)."
 
     def __init__(
         self,
@@ -93,6 +97,20 @@ class VAE(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, D) -> parameters of p(x|z), (B, P*C, H, W) (logits for Bernoulli)."""
         raise NotImplementedError
+
+    def decoder_ops(self) -> list[Op]:
+        """`decode` for one code as operations, z (D,) -> p(x|z)'s parameters (P*C, H, W):
+        what the explorer page runs in place of PyTorch."""
+        raise ConfigError(f"the {type(self).__name__} model does not describe its decoder")
+
+    def explorer_decoder(self) -> list[Op]:
+        """z (D,) -> the image (C, H, W) that `vaekit.decode` returns: `decoder_ops`, then
+        the likelihood's mean, so the page needs no per-model or per-likelihood code."""
+        if not self.likelihood.mean_ops:
+            raise ConfigError(
+                f"the {self.likelihood.name} likelihood does not describe its mean as operations"
+            )
+        return [*self.decoder_ops(), *(dict(op) for op in self.likelihood.mean_ops)]
 
     @staticmethod
     def reparameterize(
@@ -182,6 +200,9 @@ class EncoderDecoderVAE(VAE):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
+
+    def decoder_ops(self) -> list[Op]:
+        return module_ops(self.decoder)
 
 
 def quarter_features(model: str, image_shape: tuple[int, int, int], channels: int) -> tuple:

@@ -28,6 +28,7 @@ from vaekit.config import ModelConfig
 from vaekit.likelihoods import Likelihood
 from vaekit.models.base import VAE, Latent, VAEOutput
 from vaekit.models.blocks import ResidualCell, gaussian_params
+from vaekit.models.export import Op, add, linear, module_ops, reshape
 from vaekit.models.registry import register
 
 Params = tuple[torch.Tensor, torch.Tensor] | None
@@ -49,6 +50,12 @@ class TopDownBlock(nn.Module):
 @register("hvae")
 class HierarchicalVAE(VAE):
     """Top-down hierarchical VAE: `groups` latent groups, dense residual cells."""
+
+    explorer_note = (
+        "The map and sliders set the top latent group; each lower group sits at its "
+        "prior's mean given the groups above (as decode sets them, no sampling), and the "
+        "image is the mean of p(x|z) there."
+    )
 
     def __init__(
         self, config: ModelConfig, image_shape: tuple[int, int, int], likelihood: Likelihood
@@ -136,6 +143,17 @@ class HierarchicalVAE(VAE):
             return z if g == 0 else prior[0]
 
         return self.top_down(z.shape[0], None, pick)[0]
+
+    def decoder_ops(self) -> list[Op]:
+        """`decode` as operations: h = h_top + W z, each lower group's prior mean fed
+        back into h (push h, mean, projection, add_pop), then the head."""
+        top = self.blocks[0]
+        ops = [linear(top.project), add(self.h_top), *module_ops(top.cell)]
+        mean = slice(0, self.latent_dim)  # gaussian_params' first half
+        for block in self.blocks[1:]:
+            to_z = [linear(block.prior, rows=mean), linear(block.project)]
+            ops += [{"op": "push"}, *to_z, {"op": "add_pop"}, *module_ops(block.cell)]
+        return [*ops, *module_ops(self.head), reshape(self.output_shape)]
 
     def generate(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Ancestral sampling: each group drawn from its prior given the groups above."""

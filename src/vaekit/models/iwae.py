@@ -18,6 +18,7 @@ from torch import nn
 from vaekit.config import ModelConfig
 from vaekit.likelihoods import Likelihood
 from vaekit.models.base import VAE, Latent, VAEOutput
+from vaekit.models.export import Op, linear, module_ops, reshape
 from vaekit.models.registry import register
 
 
@@ -63,6 +64,9 @@ class IWAE1L(VAE):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z).view(-1, *self.output_shape)
 
+    def decoder_ops(self) -> list[Op]:
+        return [*module_ops(self.decoder), reshape(self.output_shape)]
+
 
 @register("iwae-2l")
 class IWAE2L(VAE):
@@ -72,6 +76,11 @@ class IWAE2L(VAE):
     after z1: its KL is estimated from the sample (`Latent.analytic_kl` False),
     while z2's, against N(0, I), is in closed form.
     """
+
+    explorer_note = (
+        "The map and sliders set z2, the top layer; z1 is its prior's mean E[z1|z2] (as "
+        "decode sets it), and the image is the mean of p(x|z1)."
+    )
 
     def __init__(
         self, config: ModelConfig, image_shape: tuple[int, int, int], likelihood: Likelihood
@@ -126,6 +135,10 @@ class IWAE2L(VAE):
         """z2 -> p(x | z1 = E[z1|z2])."""
         mu1, _ = self.p_z1(z)
         return self.p_x(mu1).view(-1, *self.output_shape)
+
+    def decoder_ops(self) -> list[Op]:
+        to_z1 = [*module_ops(self.p_z1.body), linear(self.p_z1.mu)]
+        return [*to_z1, *module_ops(self.p_x), reshape(self.output_shape)]
 
     def generate(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Ancestral sampling: z2 ~ N(0, I), z1 ~ p(z1|z2), then p(x|z1)'s parameters."""

@@ -15,6 +15,7 @@ from torch import nn
 from vaekit.config import ModelConfig
 from vaekit.likelihoods import Likelihood
 from vaekit.models.base import VAE
+from vaekit.models.export import Op, linear, reshape
 from vaekit.models.registry import register
 
 
@@ -40,3 +41,6 @@ class MLPVAE(VAE):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         h = torch.relu(self.fc3(z))
         return self.fc4(h).view(-1, *self.output_shape)
+
+    def decoder_ops(self) -> list[Op]:
+        return [linear(self.fc3), {"op": "relu"}, linear(self.fc4), reshape(self.output_shape)]
