@@ -25,6 +25,7 @@ from vaekit.evaluation.estimate import elbo_sums
 from vaekit.interrupts import stop_on_signals
 from vaekit.runfolder import RunFolder
 from vaekit.runtime import flush_denormals, resolve_device
+from vaekit.training import messages
 from vaekit.training.observers import EpochObserver
 from vaekit.training.resume import resume_config
 from vaekit.training.state import TERMS, State, build_state, save_checkpoint
@@ -175,6 +176,9 @@ def _fit(
     state = build_state(config, train.image_shape, ckpt, world)
     if ckpt is not None:
         log(_resume_line(state, folder))
+    for line in messages.at_start(config, state.epoch):
+        log(line)
+    said: set[str] = set()
     with stop_on_signals() as stop:
         while state.epoch < config.train.epochs:
             started = time.perf_counter()
@@ -196,6 +200,8 @@ def _fit(
                     observer.on_epoch(record, state.model, folder.path)
                 train_loss, test_loss = train_stats["loss"], test_stats["loss"]
                 log(f"Epoch {state.epoch}, Loss: {train_loss:.4f}, Test loss: {test_loss:.4f}")
+                for line in messages.after_epoch(config, train_loss, said):
+                    log(line)
             if world.any(bool(stop), device) and state.epoch < config.train.epochs:
                 raise _interrupted(stop, f"after epoch {state.epoch}", folder)
     world.barrier()
