@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from vaekit import api, checkpoint, distributed, pictures, presets, pretrained, report
-from vaekit.bench import suite as bench_suite
+from vaekit.bench import runner as bench_suite
 from vaekit.config import (
     EvalConfig,
     RunConfig,

@@ -9,9 +9,11 @@ separate virtual environment that holds pythae (which vaekit never depends on):
 784-400-2 / 2-400-784 with a sigmoid output, written in pythae's encoder/decoder API,
 scored with pythae's own BCE loss ("bce"), trained with Adam (lr 1e-3) on batches of
 128. pythae averages the loss over the batch where the seed sums it; Adam is
-invariant to that scale up to its epsilon. The last line printed is a JSON record:
-seconds per epoch (from the trainer's epoch-begin to epoch-end callbacks, so the
-pipeline's setup is left out), the per-sample training loss per epoch and the
+invariant to that scale up to its epsilon. `--device` (cpu, cuda or cuda:N; default
+cpu) is the device pythae trains on: `vaekit bench` passes its own, so both pipelines
+are timed on the same one. The last line printed is a JSON record: seconds per epoch
+(from the trainer's epoch-begin to epoch-end callbacks, so the pipeline's setup is left
+out), the per-sample training loss per epoch, the device asked for and the
 process's peak resident memory.
 """
 
@@ -82,6 +84,22 @@ class EpochTimer(TrainingCallback):
             self.losses.append(float(logs["train_epoch_loss"]))
 
 
+def select_device(name: str) -> bool:
+    """Whether pythae should train on CUDA; for cuda:N, make N the current device.
+
+    A single-process pythae trainer takes "cuda" (the current device) unless told
+    `no_cuda`, so the index is chosen through the current device.
+    """
+    device = torch.device(name)
+    if device.type == "cpu":
+        return False
+    if device.type != "cuda" or not torch.cuda.is_available():
+        raise SystemExit(f"pythae_driver: device {name!r} is not available (cpu or cuda)")
+    if device.index is not None:
+        torch.cuda.set_device(device.index)
+    return True
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", required=True, help=".npy file of uint8 images (N, 28, 28)")
@@ -91,7 +109,9 @@ def main() -> None:
     parser.add_argument("--latent", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     args = parser.parse_args()
+    use_cuda = select_device(args.device)
 
     logging.getLogger("pythae").setLevel(logging.WARNING)
     for name in list(logging.root.manager.loggerDict):
@@ -113,7 +133,7 @@ def main() -> None:
             per_device_train_batch_size=args.batch_size,
             optimizer_cls="Adam",
             seed=args.seed,
-            no_cuda=True,
+            no_cuda=not use_cuda,
         )
         TrainingPipeline(model=model, training_config=training)(train_data=data, callbacks=[timer])
     record = {
@@ -121,6 +141,7 @@ def main() -> None:
         # pythae logs the mean over batches of the per-sample loss
         "losses": timer.losses,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "device": args.device if use_cuda else "cpu",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }

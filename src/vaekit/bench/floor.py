@@ -1,0 +1,142 @@
+"""The matrix-product floor: one epoch of the model's matrix products alone.
+
+No training loop can beat it on the same machine, so `vaekit train`'s time divided by
+the floor's says how much is left to gain; its FLOP count gives GFLOP/s.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from vaekit.bench.options import SEED_SIZES, BenchOptions, base_spec, examples, precisions
+from vaekit.bench.processes import run_child
+from vaekit.bench.summary import summarize
+
+if TYPE_CHECKING:
+    import torch
+
+Product = tuple[int, int, int, bool, bool]  # m, k, n, transpose a, transpose b
+
+
+def mlp_products(batch: int, hidden: int, latent: int, pixels: int = 784) -> list[Product]:
+    """(m, k, n, transpose a, transpose b) of each matrix product of one MLP-VAE step.
+
+    Forward: fc1, fc_mu, fc_logvar, fc3, fc4. Backward: each layer's weight gradient and,
+    except for fc1 (the images need none), its input gradient.
+    """
+    forward = [
+        (batch, pixels, hidden),  # fc1
+        (batch, hidden, latent),  # fc_mu
+        (batch, hidden, latent),  # fc_logvar
+        (batch, latent, hidden),  # fc3
+        (batch, hidden, pixels),  # fc4
+    ]
+    products = [(m, k, n, False, True) for m, k, n in forward]  # x @ W.T
+    for index, (m, k, n) in enumerate(forward):
+        products.append((n, m, k, True, False))  # dW = g.T @ x: (n, m) @ (m, k)
+        if index:
+            products.append((m, n, k, False, False))  # dx = g @ W: (m, n) @ (n, k)
+    return products
+
+
+def products_flops(products: list[Product]) -> int:
+    """Flops of a list of products, 2 per multiply-add."""
+    return sum(2 * m * k * n for m, k, n, _, _ in products)
+
+
+def epoch_flops(examples: int, batch: int, hidden: int, latent: int) -> int:
+    """Multiply-add flops of one epoch's matrix products (2 per multiply-add)."""
+    full, rest = divmod(examples, batch)
+    flops = full * products_flops(mlp_products(batch, hidden, latent))
+    return flops + (products_flops(mlp_products(rest, hidden, latent)) if rest else 0)
+
+
+def _operands(
+    spec: dict[str, Any], size: int, device: torch.device, dtype: torch.dtype
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Random operands of one step's products; strided views stand where autograd passes
+    them (W.T in the forward, g.T for weight gradients), so the kernels are training's."""
+    import torch
+
+    out = []
+    for m, k, n, ta, tb in mlp_products(size, spec["hidden"], spec["latent"]):
+        a = torch.randn(k, m) if ta else torch.randn(m, k)
+        b = torch.randn(n, k) if tb else torch.randn(k, n)
+        a, b = a.to(device, dtype), b.to(device, dtype)
+        out.append((a.t() if ta else a, b.t() if tb else b))
+    return out
+
+
+def child_floor(spec: dict[str, Any]) -> dict[str, Any]:
+    """One epoch of the model's matrix products alone, on random operands of the right
+    shapes, after a warm-up in which the library picks and caches its kernels."""
+    import torch
+
+    from vaekit.runtime import resolve_device
+
+    device = resolve_device(spec["device"])
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[
+        spec["precision"]
+    ]
+    full, rest = divmod(spec["examples"], spec["batch_size"])
+    sizes = [spec["batch_size"]] * full + ([rest] if rest else [])
+    shapes = {size: _operands(spec, size, device, dtype) for size in set(sizes)}
+    for size in list(shapes)[:1]:
+        for _ in range(20):
+            for a, b in shapes[size]:
+                torch.mm(a, b)
+    seconds = []
+    for _ in range(spec["epochs"]):
+        started = time.perf_counter()
+        for size in sizes:
+            for a, b in shapes[size]:
+                torch.mm(a, b)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - started)
+    flops = epoch_flops(spec["examples"], spec["batch_size"], spec["hidden"], spec["latent"])
+    return {"seconds": seconds, "gflop_per_epoch": flops / 1e9}
+
+
+def floor_summary(
+    options: BenchOptions,
+    precision: str,
+    batch: int,
+    hidden: int,
+    latent: int,
+    epochs: int,
+    repetitions: int,
+) -> dict[str, Any]:
+    """The floor of one model size and precision, summarised like a training run."""
+    spec = base_spec(options) | {
+        "precision": precision,
+        "examples": examples(options),
+        "batch_size": batch,
+        "hidden": hidden,
+        "latent": latent,
+        "epochs": epochs,
+    }
+    reps = []
+    for _ in range(repetitions):
+        done = run_child("floor", spec)
+        reps.append(done.record | {"peak_rss_mib": done.peak_rss_mib})
+    # every floor epoch follows a warm-up, so all are timed
+    summary = summarize(reps, examples(options), timed_from=0)
+    summary["gflop_per_epoch"] = reps[0]["gflop_per_epoch"]
+    summary["gflop_per_s"] = summary["gflop_per_epoch"] / summary["s_per_epoch"]
+    return summary
+
+
+def part_floor(options: BenchOptions, log: Callable[[str], None]) -> dict[str, Any]:
+    """The seed model's floor in every precision this device runs."""
+    kept, skipped = precisions(options)
+    out: dict[str, Any] = {"skipped": skipped}
+    epochs = max(2, min(options.epochs, 5))
+    for precision in kept:
+        out[precision] = s = floor_summary(
+            options, precision, **SEED_SIZES, epochs=epochs, repetitions=options.repetitions
+        )
+        log(f"  floor {precision}: {s['s_per_epoch']:.3f} s/epoch, {s['gflop_per_s']:.0f} GFLOP/s")
+    return out
