@@ -193,6 +193,8 @@ def _fit(
             if world.is_main:  # rank 0 alone measures the test set and writes the run folder
                 test_stats = _test_metrics(state, test)
                 record = {"epoch": state.epoch, "lr": lr, "seconds": round(seconds, 3)}
+                # the whole epoch: steps, checkpoint and test loss (what a user waits for)
+                record["epoch_seconds"] = round(time.perf_counter() - started, 3)
                 record |= {f"train_{k}": v for k, v in train_stats.items()}
                 record |= {f"test_{k}": v for k, v in test_stats.items()}
                 folder.append_metrics(record)
