@@ -19,7 +19,7 @@ from torch import nn
 
 from vaekit.cli import main
 from vaekit.config import EvalConfig, ModelConfig
-from vaekit.data import Split
+from vaekit.data import Split, evaluation_images, static_binarize
 from vaekit.evaluation import estimate as ev
 from vaekit.evaluation.result import EvalResult
 from vaekit.likelihoods import Likelihood
@@ -241,13 +241,77 @@ def test_bf16_estimate_stays_close_to_fp32(name):
     torch.testing.assert_close(half, full, atol=2.0, rtol=0.01)
 
 
-def test_default_test_loss_is_unchanged_by_the_binarize_option():
+def _blind_model() -> VAE:
+    """An MLP VAE whose encoder ignores x and whose decoder ignores z: q(z|x) is one fixed
+    Gaussian and p(x|z) one fixed logit image l, so a protocol changes only the pixels scored,
+    and -log p(x|z) = sum softplus(l) - x l is linear in them."""
     torch.manual_seed(0)
-    model = build_model(ModelConfig(hidden_dim=32), (1, 28, 28)).eval()
-    images = _tiny_split().images
-    plain = ev.elbo_sums(model, images, 25, seed=3)
-    named = ev.elbo_sums(model, images, 25, seed=3, binarize="none")
-    assert all(torch.equal(plain[k], named[k]) for k in plain)
+    model = build_model(ModelConfig(latent_dim=3, hidden_dim=16), (1, 28, 28)).eval()
+    with torch.no_grad():
+        model.fc1.weight.zero_()
+        model.fc3.weight.zero_()
+        model.fc3.bias.uniform_(0.5, 1.0)  # through the ReLU: h is fixed and nonzero
+    return model
+
+
+def _by_hand(model: VAE, images: torch.Tensor) -> dict[str, float]:
+    """The -ELBO sums of the blind model on uint8 images: Bernoulli BCE against the fixed
+    logits plus the fixed posterior's closed-form KL, for every image."""
+    with torch.no_grad():
+        logits = model.decode(torch.zeros(1, 3)).flatten().double()
+        mu, logvar = model.encode(torch.zeros(1, 1, 28, 28))
+    x = images.flatten(1).double() / 255
+    recon = (torch.nn.functional.softplus(logits) - x * logits).sum()
+    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).double().sum() * images.shape[0]
+    return {"loss": (recon + kl).item(), "recon": recon.item(), "kl": kl.item()}
+
+
+def test_binarisation_protocols_score_different_pixels_and_each_repeats():
+    """none scores the grey levels, dynamic one seeded Bernoulli draw of them (the same for a
+    seed, another for another seed), static the split's fixed draw whatever the seed; each
+    -ELBO agrees with the hand computation on the pixels that protocol scores."""
+    model = _blind_model()
+    grey = _tiny_split().images
+
+    def score(images, binarize, seed):
+        sums = ev.elbo_sums(model, images, 25, seed=seed, binarize=binarize)
+        return {key: value.item() for key, value in sums.items()}
+
+    # none: the grey levels themselves, and the default protocol
+    assert score(grey, "none", 3) == pytest.approx(_by_hand(model, grey), rel=1e-6)
+    plain = {k: v.item() for k, v in ev.elbo_sums(model, grey, 25, seed=3).items()}
+    assert plain == score(grey, "none", 3)
+
+    # dynamic: a binary draw with P(on) = pixel / 255, fixed by the seed
+    draw = evaluation_images(grey, "dynamic", 3)
+    assert set(draw.unique().tolist()) == {0, 255}
+    assert torch.equal(draw, evaluation_images(grey, "dynamic", 3))
+    other = evaluation_images(grey, "dynamic", 4)
+    assert (draw != other).float().mean() > 0.1
+    on, p = (draw == 255).double().mean().item(), grey.double().mean().item() / 255
+    assert abs(on - p) < 4 * math.sqrt(p * (1 - p) / grey.numel())
+    dynamic = score(grey, "dynamic", 3)
+    assert dynamic == pytest.approx(_by_hand(model, draw), rel=1e-6)
+    assert score(grey, "dynamic", 3) == dynamic  # repeats exactly
+    assert score(grey, "dynamic", 4) == pytest.approx(_by_hand(model, other), rel=1e-6)
+    # the two protocols differ by exactly -sum (x_draw - x_grey) l, the KL not at all
+    with torch.no_grad():
+        logits = model.decode(torch.zeros(1, 3)).flatten().double()
+    shift = -((draw.double() - grey.double()).flatten(1) / 255 * logits).sum().item()
+    assert abs(shift) > 10
+    assert dynamic["recon"] - score(grey, "none", 3)["recon"] == pytest.approx(shift, rel=1e-4)
+    assert dynamic["kl"] == pytest.approx(score(grey, "none", 3)["kl"], rel=1e-6)
+
+    # static: one draw per (dataset, split), whatever the evaluation seed; scored as loaded
+    fixed = static_binarize(grey, "mnist", "test")
+    assert set(fixed.unique().tolist()) == {0, 255}
+    assert torch.equal(fixed, static_binarize(grey, "mnist", "test"))
+    assert not torch.equal(fixed, static_binarize(grey, "mnist", "train"))
+    assert not torch.equal(fixed, draw)
+    static = score(fixed, "static", 3)
+    assert static == score(fixed, "static", 4) == score(fixed, "none", 3)
+    assert static == pytest.approx(_by_hand(model, fixed), rel=1e-6)
+    assert static["loss"] != dynamic["loss"] != score(grey, "none", 3)["loss"]
 
 
 # --------------------------------------------------------------- the command

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -60,6 +62,8 @@ def test_sample_statistics_approach_the_closed_form():
 SMALL = fid.Recipe(width=8, features=32, epochs=3, batch_size=64, lr=3e-3, limit=3000)
 # A few steps only: for tests of repeatability and the cache, not of accuracy.
 TINY = fid.Recipe(width=4, features=16, epochs=1, batch_size=128, limit=512)
+# 32 steps: a classifier that has learnt something (~35 % accuracy), for the evaluation path.
+QUICK = fid.Recipe(width=4, features=16, epochs=1, batch_size=64, lr=3e-3, limit=2000)
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +121,81 @@ def test_cache_is_written_once_then_read(splits, tmp_path):
     first.path.write_bytes(b"not a safetensors file")  # a damaged cache is retrained
     fid.load_or_train("mnist", load, device, TINY, progress=False, log=lambda _: None)
     assert calls[-1] == "train"
+
+
+# --------------------------------------------------------------- on the evaluation path
+
+
+def _independent_fid(a: torch.Tensor, b: torch.Tensor) -> float:
+    """|m1 - m2|^2 + tr C1 + tr C2 - 2 sum sqrt(eig(C1 C2)): the eigenvalues of a product of
+    two PSD matrices are real and >= 0, so numpy's general `eigvals` gives tr (C1 C2)^(1/2)
+    without any matrix square root (fid.py takes the symmetric (s C2 s)^(1/2) route)."""
+    a, b = a.double(), b.double()
+    c1, c2 = torch.cov(a.T).numpy(), torch.cov(b.T).numpy()
+    eigenvalues = np.linalg.eigvals(c1 @ c2)
+    assert np.abs(eigenvalues.imag).max() < 1e-6 * max(1.0, np.abs(eigenvalues.real).max())
+    trace_sqrt = np.sqrt(eigenvalues.real.clip(min=0)).sum()
+    mean = ((a.mean(0) - b.mean(0)) ** 2).sum().item()
+    return mean + np.trace(c1) + np.trace(c2) - 2 * trace_sqrt
+
+
+def test_evaluate_model_reports_fid_of_prior_samples_against_the_test_images(
+    small_config, mnist_dir, tmp_path, monkeypatch
+):
+    """vaekit.evaluate_model with FID on: it trains (and caches) the dataset's classifier, and
+    its FID is the Fréchet distance of that classifier's features of `limit` prior samples
+    z ~ N(0, I), sigmoid(decode(z)), seeded by the evaluation's seed, and of the first `limit`
+    grey-level test images; eval.json holds it."""
+    import vaekit
+    from vaekit.config import EvalConfig
+    from vaekit.training.loop import fit
+
+    small_config.train.epochs, small_config.data.limit = 1, 1000
+    run = fit(small_config, tmp_path / "run", log=lambda _: None, progress=False)
+    asked, loaded, real = [], [], fid.load_or_train
+
+    def quick_classifier(dataset, load, device, recipe=None, **kwargs):
+        """The real code path with the QUICK recipe, on 2,000 images of each split (the
+        classifier's accuracy and FID floor are measured on the whole splits otherwise)."""
+        asked.append((dataset, recipe))
+
+        def first_images(split):
+            whole = load(split)
+            loaded.append((split, len(whole), whole.images.unique().numel() > 2))
+            return whole.subset(2000)
+
+        return real(dataset, first_images, device, QUICK, **kwargs)
+
+    monkeypatch.setattr(fid, "load_or_train", quick_classifier)
+    config = EvalConfig(k=4, limit=300, seed=5, device="cpu")
+    result = vaekit.evaluate_model(run, config, progress=False, log=lambda _: None)
+    assert asked == [("mnist", None)]  # the API asks for the standard recipe, the default
+    assert loaded == [("test", 10_000, True), ("train", 60_000, True)]  # whole, grey levels
+    assert result.fid is not None and result.fid.name == "FID-MNIST"
+    assert result.fid.generated == result.fid.reference == result.images == 300
+
+    cached = fid.load_classifier(fid.cache_path("mnist", QUICK), (1, 28, 28), QUICK, "cpu")
+    assert cached is not None and result.fid.classifier == str(cached.path)
+    assert result.fid.classifier_test_accuracy == cached.test_accuracy > 0.2  # chance: 0.1
+    assert result.fid.floor_train_vs_test == cached.fid_floor
+    model = vaekit.load(run, "cpu")
+    test = load_split("mnist", "test", mnist_dir, download=False).subset(300)
+    with torch.no_grad():
+        z = torch.randn(300, model.latent_dim, generator=torch.Generator().manual_seed(5))
+        generated = torch.sigmoid(model.decode(z))
+        expected = _independent_fid(
+            cached.net.features(generated), cached.net.features(to_unit(test.images))
+        )
+    assert result.fid.value == pytest.approx(expected, rel=1e-6)
+    assert result.fid.value > cached.fid_floor  # one epoch on 1000 images: far from the data
+
+    stored = json.loads((run / "eval.json").read_text())
+    assert stored["fid"] == {
+        "name": "FID-MNIST",
+        "value": result.fid.value,
+        "generated": 300,
+        "reference": 300,
+        "floor_train_vs_test": cached.fid_floor,
+        "classifier_test_accuracy": cached.test_accuracy,
+        "classifier": str(cached.path),
+    }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,7 +14,9 @@ import torch
 
 from vaekit import checkpoint
 from vaekit.errors import TrainingDiverged
+from vaekit.interrupts import StopRequest
 from vaekit.objectives import training_terms
+from vaekit.training import loop as loop_module
 from vaekit.training import step as step_module
 from vaekit.training.loop import fit
 from vaekit.training.state import build_state
@@ -224,9 +225,47 @@ def test_an_overflowing_scaled_step_is_skipped_and_the_scale_backs_off(small_con
     assert state.sums["skipped"].item() == 1
 
 
-def test_pid_signal_handlers_are_restored_after_training(small_config, tmp_path):
+def test_signal_handlers_are_the_runs_while_it_trains_and_restored_after(
+    small_config, tmp_path, monkeypatch
+):
+    """While the loop runs, SIGTERM and SIGINT go to its stop flag; afterwards the caller's
+    own handlers are back (not just "some" handler: the very functions installed before),
+    after a normal end and after a failure, and no write left a temp file behind."""
     small_config.train.epochs = 1
-    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
-    fit(small_config, tmp_path / "run", log=lambda _: None, progress=False)
-    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
-    assert os.getpid() > 0
+    calls = []
+
+    def term(signum, frame):
+        calls.append(signum)
+
+    def intr(signum, frame):
+        calls.append(signum)
+
+    seen = []
+    real_step = loop_module.train_step
+
+    def watching_step(*args, **kwargs):
+        seen.append((signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)))
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(loop_module, "train_step", watching_step)
+    previous = signal.signal(signal.SIGTERM, term), signal.signal(signal.SIGINT, intr)
+    try:
+        run = fit(small_config, tmp_path / "run", log=lambda _: None, progress=False)
+        assert signal.getsignal(signal.SIGTERM) is term and signal.getsignal(signal.SIGINT) is intr
+        assert len(seen) == -(-2000 // 128)  # every step ran under the loop's handlers
+        for during_term, during_int in seen:
+            assert isinstance(during_term, StopRequest) and during_term is during_int
+        assert not during_term  # no signal arrived: the flag stayed down
+        assert not list(run.glob(".*.tmp"))  # atomic writes renamed their pid-named temp files
+
+        def failing_step(*args, **kwargs):
+            raise RuntimeError("boom")
+
+        monkeypatch.setattr(loop_module, "train_step", failing_step)
+        with pytest.raises(RuntimeError, match="boom"):
+            fit(small_config, tmp_path / "failed", log=lambda _: None, progress=False)
+        assert signal.getsignal(signal.SIGTERM) is term and signal.getsignal(signal.SIGINT) is intr
+        assert calls == []  # the caller's handlers never saw a signal meant for the loop
+    finally:
+        for sig, handler in zip((signal.SIGTERM, signal.SIGINT), previous, strict=True):
+            signal.signal(sig, handler)
