@@ -73,3 +73,22 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             "(CI installs it and fails without it).",
             yellow=True,
         )
+
+
+TIMINGS = ("seconds", "epoch_seconds")  # the only fields of a record that may differ
+
+
+def untimed(run_dir: Path) -> list[dict]:
+    """A run's metrics records without their wall-clock fields, to compare runs exactly."""
+    from vaekit.runfolder import RunFolder
+
+    records = RunFolder(run_dir).read_metrics()
+    for record in records:
+        for key in TIMINGS:
+            assert record.pop(key) >= 0
+    return records
+
+
+@pytest.fixture
+def untimed_metrics() -> Callable[[Path], list[dict]]:
+    return untimed

@@ -20,13 +20,6 @@ def _quiet(_: str) -> None:
     return None
 
 
-def _untimed_metrics(run_dir):
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    for record in records:
-        del record["seconds"]
-    return records
-
-
 def _stop_mid_epoch(config, run_dir, monkeypatch) -> None:
     """Train `config` into run_dir, a SIGTERM arriving during step STOP_AFTER (as from a
     scheduler): the loop's handler takes it, the run saves mid-epoch and stops."""
@@ -48,7 +41,7 @@ def _stop_mid_epoch(config, run_dir, monkeypatch) -> None:
 
 
 def test_resume_continues_a_stopped_run_to_the_uninterrupted_weights_and_pictures(
-    small_config, tmp_path, monkeypatch
+    small_config, tmp_path, monkeypatch, untimed_metrics
 ):
     """2 epochs straight == 1 epoch stopped mid-way by SIGTERM, then vaekit.resume(run,
     epochs=2): the same weights, Adam state and metrics bit for bit (CPU), and the same
@@ -66,7 +59,8 @@ def test_resume_continues_a_stopped_run_to_the_uninterrupted_weights_and_picture
     lines = []
     run = vaekit.resume(stopped, epochs=2, log=lines.append, progress=False)
     assert run == stopped
-    assert [line.split(",")[0] for line in lines] == ["Epoch 1", "Epoch 2"]  # the rest of 1
+    assert lines[0] == f"Resuming {stopped} at epoch 1, batch {STOP_AFTER + 1} of 2"
+    assert [line.split(",")[0] for line in lines[1:]] == ["Epoch 1", "Epoch 2"]  # rest of 1
     a, b = checkpoint.load(straight), checkpoint.load(run)
     assert a.progress == b.progress == {"epoch": 2, "batch": 0}
     assert b.config.train.epochs == 2 and b.config == a.config
@@ -75,7 +69,7 @@ def test_resume_continues_a_stopped_run_to_the_uninterrupted_weights_and_picture
     for index, state in a.optimizer_state["state"].items():
         for key, value in state.items():
             assert torch.equal(value, b.optimizer_state["state"][index][key]), (index, key)
-    assert _untimed_metrics(run) == _untimed_metrics(straight)
+    assert untimed_metrics(run) == untimed_metrics(straight)
     assert json.loads((run / "config.json").read_text())["train"]["epochs"] == 2
     for picture in ("samples.png", "reconstructions.png"):
         assert (run / picture).read_bytes() == (straight / picture).read_bytes(), picture

@@ -20,14 +20,6 @@ def _quiet(*_):
     return None
 
 
-def _untimed_metrics(run_dir):
-    """metrics.jsonl's records, parsed, without "seconds" (the one field that may differ)."""
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    for record in records:
-        assert record.pop("seconds") >= 0
-    return records
-
-
 def test_short_run_loss_falls_and_writes_the_run_folder(small_config, tmp_path):
     small_config.train.epochs = 3
     run = fit(small_config, tmp_path / "run", log=_quiet, progress=False)
@@ -57,7 +49,9 @@ def test_same_seed_same_weights(small_config, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_resume_is_bitwise_identical_to_an_uninterrupted_run(small_config, tmp_path):
+def test_resume_is_bitwise_identical_to_an_uninterrupted_run(
+    small_config, tmp_path, untimed_metrics
+):
     """2 epochs straight == 1 epoch, stop, resume for 1 more (weights, optimiser, metrics)."""
     straight = fit(small_config, tmp_path / "straight", log=_quiet, progress=False)
     small_config.train.epochs = 1
@@ -78,12 +72,12 @@ def test_resume_is_bitwise_identical_to_an_uninterrupted_run(small_config, tmp_p
         for key, value in state.items():
             assert torch.equal(value, b.optimizer_state["state"][index][key]), (index, key)
     # every field of every epoch's record, losses and counts included, but the wall time
-    records = _untimed_metrics(straight)
+    records = untimed_metrics(straight)
     assert [r["epoch"] for r in records] == [1, 2]
     assert {"lr", "train_loss", "train_kl", "train_skipped", "test_loss", "test_recon"} <= set(
         records[1]
     )
-    assert records == _untimed_metrics(resumed)
+    assert records == untimed_metrics(resumed)
 
 
 def test_a_run_folder_is_not_overwritten(small_config, tmp_path):

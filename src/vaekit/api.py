@@ -10,9 +10,9 @@ from typing import Any
 
 import torch
 
-from vaekit import checkpoint, fid, inputs, pictures, pretrained
+from vaekit import checkpoint, fid, inputs, pictures, pretrained, runfolder
 from vaekit.config import EvalConfig, RunConfig
-from vaekit.data import Split, load_data
+from vaekit.data import Split, load_data, to_unit
 from vaekit.distributed import world_from_env
 from vaekit.errors import ConfigError
 from vaekit.evaluation import estimate as evaluation
@@ -45,6 +45,16 @@ def load(path: str | Path, device: str = "auto") -> VAE:
 def load_pretrained(name: str, device: str = "auto") -> VAE:
     """A model shipped with vaekit (see `vaekit.pretrained.names()`), offline, in eval mode."""
     return load(pretrained.path(name), device)
+
+
+def write_run_pictures(model: VAE, test_images: torch.Tensor, run_dir: Path, seed: int) -> None:
+    """samples.png: 64 prior draws, 8x8 as in the seed; reconstructions.png: 32 test images."""
+    folder = RunFolder(run_dir)
+    samples = pictures.grid(pictures.sample(model, 64, seed))
+    pictures.save_png(samples, folder.file(runfolder.SAMPLES), scale=2)
+    originals = to_unit(test_images[:32])
+    recon = pictures.reconstruction_grid(model, originals)
+    pictures.save_png(recon, folder.file(runfolder.RECONSTRUCTIONS), scale=2)
 
 
 def default_run_dir(config: RunConfig) -> Path:
@@ -95,7 +105,7 @@ def finish_run(run_dir: Path) -> None:
     model = load(run_dir, run.train.device)
     test = load_data(run.data, "test").to(next(model.parameters()).device)  # as trained on
     if run.train.pictures:
-        pictures.write_run_pictures(model, test.images, run_dir, run.train.seed)
+        write_run_pictures(model, test.images, run_dir, run.train.seed)
     if run.train.plots:
         from vaekit import plots  # matplotlib is slow to import: only runs that draw pay
 

@@ -8,9 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vaekit.data import to_unit
 from vaekit.models import VAE
-from vaekit.runfolder import RECONSTRUCTIONS, SAMPLES, RunFolder
 from vaekit.runtime import inference
 
 
@@ -67,11 +65,3 @@ def reconstruction_grid(model: VAE, x: torch.Tensor, per_row: int = 8) -> np.nda
     for start in range(0, x.shape[0], per_row):
         rows += [x[start : start + per_row], recon[start : start + per_row]]
     return grid(torch.cat(rows), nrow=per_row)
-
-
-def write_run_pictures(model: VAE, test_images: torch.Tensor, run_dir: Path, seed: int) -> None:
-    """samples.png: 64 prior draws, 8x8 as in the seed; reconstructions.png: 32 test images."""
-    folder = RunFolder(run_dir)
-    save_png(grid(sample(model, 64, seed)), folder.file(SAMPLES), scale=2)
-    originals = to_unit(test_images[:32])
-    save_png(reconstruction_grid(model, originals), folder.file(RECONSTRUCTIONS), scale=2)
