@@ -3,7 +3,8 @@
 Every decoder emits `params_per_channel` maps per image channel, the first of
 them logits; a likelihood turns them into -log p(x|z) (pure functions, summed
 over the last `event_dims` dimensions) and into the image a person looks at
-(`mean`). Chosen in the config (`--likelihood`), looked up by name here.
+(`mean`). Chosen in the config (`--likelihood`, whose names `vaekit.config.registry`
+declares), registered by name here.
 
 - bernoulli: the seed's, pixels as probabilities of "on"; takes grey levels as
   soft targets, as the seed does (not a normalised density for them).
@@ -18,12 +19,14 @@ over the last `event_dims` dimensions) and into the image a person looks at
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 
 import torch
 import torch.nn.functional as F
+
+from vaekit.config.registry import LIKELIHOOD
 
 LOG_2PI = math.log(2 * math.pi)
 # Below these |logit|s the continuous Bernoulli's log C and mean use their Taylor series:
@@ -158,7 +161,8 @@ def _gaussian_fixed(sigma: float) -> Likelihood:
     return Likelihood("gaussian", 1, nll, _sigmoid_mean, continuous=True)
 
 
-LIKELIHOODS: dict[str, Callable[[float], Likelihood]] = {
+# name -> factory(sigma): the names are declared in vaekit.config.registry, which refuses others.
+for _name, _factory in {
     "bernoulli": lambda _: Likelihood("bernoulli", 1, bernoulli_nll, _sigmoid_mean, False),
     "gaussian": _gaussian_fixed,
     "gaussian-learned": lambda sigma: Likelihood(
@@ -167,12 +171,13 @@ LIKELIHOODS: dict[str, Callable[[float], Likelihood]] = {
     "continuous-bernoulli": lambda _: Likelihood(
         "continuous-bernoulli", 1, continuous_bernoulli_nll, continuous_bernoulli_mean, True
     ),
-}
-LIKELIHOOD_NAMES = tuple(LIKELIHOODS)
+}.items():
+    LIKELIHOOD.register(_name, _factory)
+LIKELIHOODS: Mapping[str, Callable[[float], Likelihood]] = LIKELIHOOD.implementations
 
 
 def get_likelihood(name: str, sigma: float = 0.1) -> Likelihood:
     """The likelihood called `name`, with `sigma` (fixed sigma, or floor) bound in."""
     if name not in LIKELIHOODS:
-        raise ValueError(f"unknown likelihood {name!r}; known: {', '.join(LIKELIHOOD_NAMES)}")
+        raise ValueError(LIKELIHOOD.unknown(name))
     return LIKELIHOODS[name](sigma)

@@ -36,6 +36,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from vaekit.config.registry import PRECISION
+
 PARTS = ("seed", "plain", "graphed", "floor", "vaekit", "pythae", "eval", "scaling")
 TRAIN_IMAGES = 60_000
 PYTHAE_PYTHON = ".venv-pythae/bin/python"
@@ -49,7 +51,7 @@ class BenchOptions:
     epochs: int = 10
     repetitions: int = 3
     parts: tuple[str, ...] = PARTS
-    precisions: tuple[str, ...] = ("fp32", "bf16", "fp16")  # fp16 needs CUDA: skipped on CPU
+    precisions: tuple[str, ...] = PRECISION.names()  # all; fp16 needs CUDA: skipped on CPU
     device: str = "auto"
     threads: int | None = None  # torch.set_num_threads in every child; None: torch's default
     limit: int | None = None  # training examples (None: all 60,000)
@@ -111,14 +113,14 @@ def _images_and_model(spec: dict[str, Any], device: Any) -> tuple[Any, Any]:
     """The training images resident on `device` and the spec's MLP VAE there, seeded."""
     import torch
 
-    from vaekit.config import ModelConfig
+    from vaekit.config import MLPConfig
     from vaekit.data import load_split
     from vaekit.models import build_model
 
     train = load_split("mnist", "train", spec["data_dir"], False).subset(spec["limit"])
     torch.manual_seed(spec["seed"])
     model = build_model(
-        ModelConfig(hidden_dim=spec["hidden"], latent_dim=spec["latent"]), (1, 28, 28)
+        MLPConfig(hidden_dim=spec["hidden"], latent_dim=spec["latent"]), (1, 28, 28)
     )
     return train.images.to(device), model.to(device)
 
