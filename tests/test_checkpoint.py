@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 from vaekit import api, checkpoint
 from vaekit.checkpoint import FILENAME, Checkpoint
 from vaekit.config import ConvConfig, HVAEConfig, MLPConfig, RunConfig
-from vaekit.errors import CheckpointError
+from vaekit.errors import CheckpointError, ConfigError
 from vaekit.models import build_model
 
 IMAGE_SHAPE = (1, 28, 28)
@@ -488,6 +488,24 @@ def test_a_format_version_that_is_not_a_string_is_foreign(tmp_path: Path, versio
     path.write_bytes(struct.pack("<Q", len(header)) + header.encode())
     with pytest.raises(CheckpointError, match="format version"):
         checkpoint.load(path)
+
+
+def test_an_old_run_folder_resumes_and_is_rewritten_as_version_2(small_config, tmp_path: Path):
+    """A run folder from format version 1 (flat model section in its checkpoint and its
+    config.json) continues training; its files are then written in today's layout."""
+    small_config.data.limit, small_config.train.epochs = 256, 1
+    run = api.train(small_config, tmp_path / "run", log=lambda _: None, progress=False)
+    flat = V1_CONFIG["model"] | small_config.to_dict()["model"]  # every family's field
+    old = small_config.to_dict() | {"model": flat}
+    rewrite_metadata(run / FILENAME, format_version="1", config=json.dumps(old))
+    (run / "config.json").write_text(json.dumps(old))
+    with pytest.raises(ConfigError, match="--groups does not apply to model mlp"):
+        api.resume(run, log=lambda _: None, progress=False, groups=4)
+    api.resume(run, log=lambda _: None, progress=False, epochs=2)
+    metadata = safe_open(str(run / FILENAME), "pt").metadata()
+    assert metadata["format_version"] == "2"
+    assert json.loads((run / "config.json").read_text())["model"] == small_config.to_dict()["model"]
+    assert checkpoint.load(run).progress["epoch"] == 2
 
 
 # --------------------------------------------------------------------------- fuzzing
