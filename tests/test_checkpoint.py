@@ -7,6 +7,7 @@ never execute code, and every bad file must be one clear CheckpointError.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import json
 import os
@@ -22,10 +23,10 @@ from hypothesis import strategies as st
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from vaekit import checkpoint
+from vaekit import api, checkpoint
 from vaekit.checkpoint import FILENAME, Checkpoint
-from vaekit.config import ModelConfig, RunConfig
-from vaekit.errors import CheckpointError
+from vaekit.config import ConvConfig, HVAEConfig, MLPConfig, RunConfig
+from vaekit.errors import CheckpointError, ConfigError
 from vaekit.models import build_model
 
 IMAGE_SHAPE = (1, 28, 28)
@@ -51,7 +52,7 @@ def train_one_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, see
 
 def make_trained(config: RunConfig) -> tuple[torch.nn.Module, torch.optim.Adam]:
     torch.manual_seed(0)
-    model = build_model(ModelConfig(**vars(config.model)), IMAGE_SHAPE)
+    model = build_model(dataclasses.replace(config.model), IMAGE_SHAPE)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
     train_one_step(model, optimizer, seed=1)
     return model, optimizer
@@ -129,7 +130,7 @@ def test_restored_training_continues_exactly(tmp_path: Path, trained):
     _, model, optimizer, ckpt = trained
     loaded = checkpoint.load(checkpoint.save(ckpt, tmp_path))
 
-    model2 = build_model(ModelConfig(**vars(loaded.config.model)), loaded.image_shape)
+    model2 = build_model(dataclasses.replace(loaded.config.model), loaded.image_shape)
     model2.load_state_dict(loaded.model_state)
     optimizer2 = torch.optim.Adam(model2.parameters(), lr=loaded.config.train.lr)
     optimizer2.load_state_dict(loaded.optimizer_state)
@@ -351,6 +352,160 @@ def test_missing_path(tmp_path: Path):
     assert "never-trained" in str(info.value)
     with pytest.raises(CheckpointError, match=f"no checkpoint at {tmp_path / FILENAME}"):
         checkpoint.load(tmp_path)  # an empty run folder
+
+
+# --------------------------------------------------------------------------- format version 1
+
+
+# A run's config as vaekit wrote it in format version 1: one flat model section holding
+# every family's fields (this is the header of the shipped mnist-seed file).
+V1_CONFIG = {
+    "data": {
+        "binarize": "none",
+        "data_dir": None,
+        "dataset": "mnist",
+        "download": True,
+        "image_mode": "auto",
+        "image_size": None,
+        "limit": None,
+        "test_fraction": 0.1,
+    },
+    "model": {
+        "channels": 32,
+        "groups": 3,
+        "hidden_dim": 400,
+        "latent_dim": 2,
+        "likelihood": "bernoulli",
+        "name": "mlp",
+        "sigma": 0.1,
+    },
+    "objective": {"beta": 1.0, "free_bits": 0.0, "k": 1, "objective": "elbo", "warmup_epochs": 0.0},
+    "train": {
+        "batch_size": 128,
+        "device": "auto",
+        "epochs": 10,
+        "eval_batch_size": 1000,
+        "lr": 0.001,
+        "lr_schedule": "constant",
+        "max_bad_steps": 20,
+        "max_grad_norm": None,
+        "pictures": True,
+        "plots": True,
+        "precision": "fp32",
+        "seed": 0,
+        "skip_grad_norm": None,
+    },
+}
+
+
+def write_v1(path: Path, model_section: dict, state: dict[str, torch.Tensor]) -> Path:
+    """A format-version-1 checkpoint written by hand: weights, no optimiser, v1 header."""
+    config = json.loads(json.dumps(V1_CONFIG))
+    config["model"] |= model_section
+    metadata = {
+        "format": "vaekit-checkpoint",
+        "format_version": "1",
+        "config": json.dumps(config, indent=2, sort_keys=True) + "\n",
+        "image_shape": "[1, 28, 28]",
+        "progress": '{"epoch": 3}',
+        "optimizer_groups": "null",
+    }
+    tensors = {f"model/{key}": value.contiguous() for key, value in state.items()}
+    save_file(tensors, str(path), metadata=metadata)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("flat", "expected"),
+    [
+        ({"latent_dim": 3, "hidden_dim": 32}, MLPConfig(latent_dim=3, hidden_dim=32)),
+        (
+            {"name": "conv", "latent_dim": 3, "hidden_dim": 32, "channels": 4},
+            ConvConfig(latent_dim=3, hidden_dim=32, channels=4),
+        ),
+        (
+            {"name": "hvae", "latent_dim": 3, "hidden_dim": 16, "groups": 2, "sigma": 0.2},
+            HVAEConfig(latent_dim=3, hidden_dim=16, groups=2, sigma=0.2),
+        ),
+    ],
+    ids=["mlp", "conv", "hvae"],
+)
+def test_a_version_1_checkpoint_is_migrated_on_load(tmp_path: Path, flat, expected):
+    """The flat model section keeps the family's fields, drops the others; the weights load
+    into the model they came from and decode the same."""
+    torch.manual_seed(0)
+    original = build_model(expected, IMAGE_SHAPE).eval()
+    path = write_v1(tmp_path / "old.safetensors", flat, original.state_dict())
+    loaded = checkpoint.load(path)
+    assert loaded.config.model == expected and type(loaded.config.model) is type(expected)
+    assert loaded.config.train == RunConfig().train and loaded.progress == {"epoch": 3}
+    model = api.load(path, device="cpu")
+    z = torch.randn(4, expected.latent_dim, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(model.decode(z), original.decode(z))
+    again = checkpoint.load(checkpoint.save(loaded, tmp_path / "new.safetensors"))
+    assert again.config == loaded.config  # saved as version 2, read back the same
+
+
+def test_a_version_1_checkpoint_of_an_unknown_model_is_an_invalid_config(tmp_path: Path):
+    path = write_v1(tmp_path / "old.safetensors", {"name": "transformer"}, {"w": torch.ones(1)})
+    with pytest.raises(CheckpointError, match="invalid config: unknown model 'transformer'"):
+        checkpoint.load(path)
+
+
+def test_saved_checkpoints_are_version_2_with_only_the_familys_fields(saved: Path):
+    metadata = safe_open(str(saved), "pt").metadata()
+    assert metadata["format_version"] == "2" == str(checkpoint.FORMAT_VERSION)
+    model = json.loads(metadata["config"])["model"]
+    assert set(model) == {"name", "latent_dim", "hidden_dim", "likelihood", "sigma"}
+
+
+def test_the_shipped_pretrained_files_are_version_1_and_load_migrated(tmp_path: Path):
+    """Real version-1 files: not re-saved, they load with their family's fields only."""
+    from vaekit import pretrained
+
+    expected = {
+        "mnist-seed": MLPConfig(),
+        "mnist-hvae": HVAEConfig(latent_dim=16, hidden_dim=256, groups=4),
+    }
+    for name, model in expected.items():
+        path = pretrained.path(name)
+        assert safe_open(str(path), "pt").metadata()["format_version"] == "1"
+        raw = json.loads(safe_open(str(path), "pt").metadata()["config"])
+        assert raw["model"]["channels"] == 32  # the flat section: a field hvae never read
+        loaded = checkpoint.load(path)
+        assert loaded.config.model == model
+        resaved = checkpoint.save(loaded, tmp_path / f"{name}.safetensors")
+        assert checkpoint.load(resaved).config == loaded.config
+
+
+@pytest.mark.parametrize("version", ['["1"]', "1", "null"])
+def test_a_format_version_that_is_not_a_string_is_foreign(tmp_path: Path, version: str):
+    """format_version comes from the file: a list or number is reported, never a TypeError."""
+    header = json.dumps({"__metadata__": {"format": "vaekit-checkpoint"}})
+    header = header[:-2] + f', "format_version": {version}' + "}}"
+    path = tmp_path / FILENAME
+    path.write_bytes(struct.pack("<Q", len(header)) + header.encode())
+    with pytest.raises(CheckpointError, match="format version"):
+        checkpoint.load(path)
+
+
+def test_an_old_run_folder_resumes_and_is_rewritten_as_version_2(small_config, tmp_path: Path):
+    """A run folder from format version 1 (flat model section in its checkpoint and its
+    config.json) continues training; its files are then written in today's layout."""
+    small_config.data.limit, small_config.train.epochs = 256, 1
+    run = api.train(small_config, tmp_path / "run", log=lambda _: None, progress=False)
+    flat = V1_CONFIG["model"] | small_config.to_dict()["model"]  # every family's field
+    old = small_config.to_dict() | {"model": flat}
+    rewrite_metadata(run / FILENAME, format_version="1", config=json.dumps(old))
+    (run / "config.json").write_text(json.dumps(old))
+    with pytest.raises(ConfigError, match="--groups does not apply to model mlp"):
+        api.resume(run, log=lambda _: None, progress=False, groups=4)
+    api.resume(run, log=lambda _: None, progress=False, epochs=2)
+    metadata = safe_open(str(run / FILENAME), "pt").metadata()
+    assert metadata["format_version"] == "2"
+    assert json.loads((run / "config.json").read_text())["model"] == small_config.to_dict()["model"]
+    assert checkpoint.load(run).progress["epoch"] == 2
 
 
 # --------------------------------------------------------------------------- fuzzing

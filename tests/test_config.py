@@ -13,8 +13,19 @@ from typing import Any
 
 import pytest
 
+from vaekit import presets
 from vaekit.bench import seed_reference
-from vaekit.config import RunConfig, apply_overrides
+from vaekit.config import (
+    ConvConfig,
+    HVAEConfig,
+    MLPConfig,
+    ModelConfig,
+    RunConfig,
+    apply_overrides,
+    family_fields,
+    model_config,
+)
+from vaekit.config.registry import MODEL
 from vaekit.errors import ConfigError
 
 
@@ -24,10 +35,7 @@ def custom() -> RunConfig:
     config.data.dataset = "fashion-mnist"
     config.data.data_dir = "/data/somewhere"
     config.data.download = False
-    config.model.name = "conv"
-    config.model.latent_dim = 16
-    config.model.hidden_dim = 256
-    config.model.channels = 8
+    config.model = ConvConfig(latent_dim=16, hidden_dim=256, channels=8)
     config.train.epochs = 3
     config.train.batch_size = 64
     config.train.lr = 2.5e-4
@@ -51,7 +59,11 @@ def to_toml(raw: dict[str, dict[str, Any]]) -> str:
 
 
 def with_value(section: str, key: str, value: Any) -> dict[str, Any]:
+    """The default config as a dict with one value set; a model key the default family
+    lacks switches to the first family that has it."""
     raw = RunConfig().to_dict()
+    if section == "model" and key not in raw["model"]:
+        raw["model"] = {"name": next(name for name in MODEL if key in family_fields(name))}
     raw[section][key] = value
     return raw
 
@@ -110,22 +122,28 @@ def test_partial_toml_keeps_the_other_defaults(tmp_path: Path):
     loaded = RunConfig.load(path)
     expected = RunConfig()
     expected.train.epochs = 2
-    expected.model.name = "conv"
+    expected.model = ConvConfig()
     assert loaded == expected
 
 
-def test_save_to_a_toml_path_is_readable_back(tmp_path: Path):
-    """save() and load() must agree on a `.toml` path: loading what was saved, or refusing up front.
-
-    Today save() writes JSON whatever the suffix and load() then parses it as TOML.
-    """
+def test_save_refuses_toml_and_a_hand_written_toml_file_loads(tmp_path: Path):
+    """save() writes JSON only, so a `.toml` path is refused up front and nothing is
+    written; TOML is for files people write, and such a file loads as intended."""
     path = tmp_path / "config.toml"
-    config = custom()
-    try:
-        config.save(path)
-    except ConfigError:
-        return  # refusing a format it cannot write is fine too
-    assert RunConfig.load(path) == config
+    with pytest.raises(ConfigError, match="configs are saved as JSON"):
+        custom().save(path)
+    assert not path.exists()
+    path.write_text(
+        "# a hand-written config\n"
+        '[data]\ndataset = "fashion-mnist"\ndata_dir = "/data/somewhere"\ndownload = false\n\n'
+        '[model]\nname = "conv"\nlatent_dim = 16\nhidden_dim = 256\nchannels = 8\n\n'
+        "[train]\nepochs = 3\nbatch_size = 64\nlr = 2.5e-4\nseed = 1234\n"
+        'device = "cpu"\nprecision = "bf16"\npictures = false\n'
+    )
+    loaded = RunConfig.load(path)
+    assert loaded == custom()
+    assert type(loaded.model) is ConvConfig and loaded.model.channels == 8
+    assert RunConfig.from_dict(json.loads(loaded.to_json())) == loaded
 
 
 @pytest.mark.parametrize(
@@ -314,3 +332,122 @@ def test_apply_overrides_unknown_section():
     """An unknown section is a ConfigError like an unknown key, not a KeyError."""
     with pytest.raises(ConfigError, match="optimiser"):
         apply_overrides(RunConfig(), {("optimiser", "lr"): "1"})
+
+
+# --------------------------------------------------------------------------- model families
+
+
+def test_each_family_saves_only_its_own_fields():
+    common = {"name", "likelihood", "sigma", "latent_dim", "hidden_dim"}
+    expected = {
+        "mlp": common,
+        "conv": common | {"channels"},
+        "resconv": common | {"channels"},
+        "hvae": common | {"groups"},
+        "iwae-1l": common,
+        "iwae-2l": common,
+    }
+    assert set(MODEL) == set(expected)
+    for name, keys in expected.items():
+        config = RunConfig(model=model_config(name))
+        assert set(config.to_dict()["model"]) == keys, name
+        assert RunConfig.from_dict(config.to_dict()) == config
+
+
+def test_from_dict_picks_the_family_class_by_name():
+    config = RunConfig.from_dict({"model": {"name": "hvae", "groups": 4, "latent_dim": 16}})
+    assert type(config.model) is HVAEConfig
+    assert (config.model.groups, config.model.latent_dim) == (4, 16)
+    assert type(RunConfig.from_dict({"model": {"latent_dim": 8}}).model) is MLPConfig
+
+
+@pytest.mark.parametrize(
+    ("model", "words"),
+    [
+        ({"name": "mlp", "groups": 3}, r"model\.groups does not apply to model mlp \(only to hvae"),
+        ({"channels": 8}, r"model\.channels does not apply to model mlp \(only to conv, resconv"),
+        ({"name": "hvae", "channels": 8}, "model.channels does not apply to model hvae"),
+        ({"name": "conv", "groups": 2, "channels": 8}, "model.groups does not apply to model conv"),
+        (
+            {"name": "iwae-1l", "groups": 2, "channels": 8},
+            r"model\.channels, model\.groups do not apply to model iwae-1l",
+        ),
+    ],
+)
+def test_another_familys_field_is_refused_naming_the_family(model: dict, words: str):
+    with pytest.raises(ConfigError, match=words):
+        RunConfig.from_dict({"model": model})
+
+
+def test_a_key_no_family_has_is_an_unknown_key():
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) in model: depth; known: ") as info:
+        RunConfig.from_dict({"model": {"name": "hvae", "depth": 3}})
+    assert "groups" in str(info.value)
+
+
+def test_override_of_a_field_the_family_lacks_names_the_flag():
+    with pytest.raises(
+        ConfigError, match=r"^--groups does not apply to model mlp \(only to hvae\)$"
+    ):
+        apply_overrides(RunConfig(), {("model", "groups"): 3})
+    with pytest.raises(ConfigError, match="--channels does not apply to model hvae"):
+        apply_overrides(RunConfig(), {("model", "name"): "hvae", ("model", "channels"): 8})
+    both = {("model", "name"): "hvae", ("model", "groups"): 2}
+    assert apply_overrides(RunConfig(), both).model == HVAEConfig(groups=2)
+
+
+def test_switching_family_keeps_the_shared_fields_and_drops_the_rest():
+    """--model mlp on the hvae preset: the preset's sizes stay, its groups go."""
+    config = apply_overrides(presets.load("mnist-hvae"), {("model", "name"): "mlp"})
+    assert config.model == MLPConfig(latent_dim=16, hidden_dim=256)
+    conv = apply_overrides(config, {("model", "name"): "conv", ("model", "channels"): 4})
+    assert conv.model == ConvConfig(latent_dim=16, hidden_dim=256, channels=4)
+
+
+def test_model_config_is_strict_and_validated():
+    assert model_config("conv", channels=4) == ConvConfig(channels=4)
+    with pytest.raises(ConfigError, match=r"model\.groups does not apply to model conv"):
+        model_config("conv", groups=2)
+    with pytest.raises(ConfigError, match="groups must be > 0"):
+        model_config("hvae", groups=0)
+    with pytest.raises(ConfigError, match="unknown model 'vit'; known models: conv, hvae"):
+        model_config("vit")
+
+
+def test_the_base_class_is_not_a_model_and_a_renamed_family_is_refused():
+    with pytest.raises(TypeError, match="families' base"):
+        ModelConfig()
+    config = RunConfig()
+    config.model.name = "conv"  # an MLPConfig has no channels: not a conv config
+    with pytest.raises(ConfigError, match="does not match MLPConfig"):
+        config.validate()
+
+
+# --------------------------------------------------------------------------- layout 1
+
+
+def v1_config(model: dict[str, Any]) -> dict[str, Any]:
+    """A config as vaekit wrote it before model families: every family's field, flat."""
+    flat = {"name": "mlp", "latent_dim": 2, "hidden_dim": 400, "channels": 32}
+    flat |= {"likelihood": "bernoulli", "sigma": 0.1, "groups": 3}
+    raw = RunConfig().to_dict()
+    raw["model"] = flat | model
+    return raw
+
+
+def test_an_old_config_json_still_loads_with_its_familys_fields(tmp_path: Path):
+    """A run folder's config.json of layout 1, given to --config, keeps working."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(v1_config({"name": "hvae", "groups": 4, "channels": 32})))
+    assert RunConfig.load(path).model == HVAEConfig(groups=4)
+    path.write_text(json.dumps(v1_config({"name": "conv", "channels": 8, "groups": 3})))
+    assert RunConfig.load(path).model == ConvConfig(channels=8)
+
+
+def test_only_a_full_flat_model_section_is_read_as_layout_1(tmp_path: Path):
+    path = tmp_path / "config.json"
+    raw = v1_config({})
+    del raw["model"]["hidden_dim"]  # not what layout 1 wrote: validated as written
+    path.write_text(json.dumps(raw))
+    with pytest.raises(ConfigError, match="do not apply to model mlp"):
+        RunConfig.load(path)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from vaekit.cli import main
-from vaekit.config import EvalConfig, ModelConfig
+from vaekit.config import EvalConfig, HVAEConfig, MLPConfig, model_config
 from vaekit.data import Split, evaluation_images, static_binarize
 from vaekit.evaluation import estimate as ev
 from vaekit.evaluation.result import EvalResult
@@ -161,7 +161,7 @@ def test_decoder_never_sees_more_than_the_memory_bound():
 def test_k1_equals_the_elbo_on_the_same_samples():
     """For the MLP VAE: log p(x|z) + log p(z) - log q(z|x) at the very z the estimator drew."""
     torch.manual_seed(0)
-    model = build_model(ModelConfig(latent_dim=3, hidden_dim=32), (1, 28, 28)).eval()
+    model = build_model(MLPConfig(latent_dim=3, hidden_dim=32), (1, 28, 28)).eval()
     g = torch.Generator().manual_seed(11)
     x = torch.bernoulli(torch.rand(8, 1, 28, 28, generator=g))
     with torch.no_grad():
@@ -181,7 +181,7 @@ def test_k1_equals_the_elbo_on_the_same_samples():
 def test_active_units_finds_the_collapsed_dimensions():
     """Dimensions 1 and 3 of the encoder's mean are switched off, dimension 4 nearly so."""
     torch.manual_seed(0)
-    model = build_model(ModelConfig(latent_dim=5, hidden_dim=64), (1, 28, 28)).eval()
+    model = build_model(MLPConfig(latent_dim=5, hidden_dim=64), (1, 28, 28)).eval()
     with torch.no_grad():
         model.fc_mu.weight[[0, 2]] *= 20  # clearly active: variance of the mean near 1
         model.fc_mu.weight[[1, 3]] = 0.0
@@ -208,7 +208,7 @@ def _tiny_split(n: int = 60) -> Split:
 
 def test_evaluate_report_is_consistent_and_repeats():
     torch.manual_seed(0)
-    model = build_model(ModelConfig(hidden_dim=32), (1, 28, 28)).eval()
+    model = build_model(MLPConfig(hidden_dim=32), (1, 28, 28)).eval()
     config = EvalConfig(k=50, batch_size=16, memory_mb=1)
     result = ev.evaluate(model, _tiny_split(), config, "dynamic", progress=False)
     again = ev.evaluate(model, _tiny_split(), config, "dynamic", progress=False)
@@ -230,7 +230,8 @@ def test_evaluate_report_is_consistent_and_repeats():
 def test_bf16_estimate_stays_close_to_fp32(name):
     """Autocast runs the networks in bf16; the log weights are still summed in fp32."""
     torch.manual_seed(0)
-    model = build_model(ModelConfig(name=name, hidden_dim=32, channels=4), (1, 28, 28)).eval()
+    sizes = {"hidden_dim": 32} | ({"channels": 4} if name == "conv" else {})
+    model = build_model(model_config(name, **sizes), (1, 28, 28)).eval()
     x = torch.bernoulli(torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(4)))
     with torch.no_grad():
         full = ev.importance_weighted_log_px(model, x, 64, torch.Generator().manual_seed(0))
@@ -246,7 +247,7 @@ def _blind_model() -> VAE:
     Gaussian and p(x|z) one fixed logit image l, so a protocol changes only the pixels scored,
     and -log p(x|z) = sum softplus(l) - x l is linear in them."""
     torch.manual_seed(0)
-    model = build_model(ModelConfig(latent_dim=3, hidden_dim=16), (1, 28, 28)).eval()
+    model = build_model(MLPConfig(latent_dim=3, hidden_dim=16), (1, 28, 28)).eval()
     with torch.no_grad():
         model.fc1.weight.zero_()
         model.fc3.weight.zero_()
@@ -362,13 +363,13 @@ def test_latent_statistics_cover_every_group():
 
     torch.manual_seed(0)
     x = torch.rand(40, 1, 28, 28, generator=torch.Generator().manual_seed(5))
-    mlp = build_model(ModelConfig(latent_dim=3, hidden_dim=32), (1, 28, 28)).eval()
+    mlp = build_model(MLPConfig(latent_dim=3, hidden_dim=32), (1, 28, 28)).eval()
     means, kl, sizes = ev.latent_statistics(mlp, x, batch_size=16)
     mu, logvar = ev.posterior_parameters(mlp, x)
     assert sizes == [3]
     torch.testing.assert_close(means, mu)
     torch.testing.assert_close(kl, gaussian_kl_per_dim(mu, logvar).mean(0))
-    hvae = build_model(ModelConfig(name="hvae", latent_dim=4, hidden_dim=32, groups=3), (1, 28, 28))
+    hvae = build_model(HVAEConfig(latent_dim=4, hidden_dim=32, groups=3), (1, 28, 28))
     means, kl, sizes = ev.latent_statistics(hvae.eval(), x, batch_size=16)
     assert sizes == [4, 4, 4] and means.shape == (40, 12) and (kl >= 0).all()
     top, _ = ev.posterior_parameters(hvae, x)

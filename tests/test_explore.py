@@ -24,7 +24,7 @@ import torch
 import vaekit
 from vaekit import checkpoint, explore
 from vaekit.cli import main
-from vaekit.config import RunConfig
+from vaekit.config import RunConfig, model_config
 from vaekit.data import load_split, to_unit
 from vaekit.errors import ConfigError
 from vaekit.evaluation.estimate import posterior_parameters
@@ -56,8 +56,7 @@ def _train(tmp_path: Path, mnist_dir: Path, **model: object) -> Path:
     config.train.pictures = False
     config.train.plots = False
     config.train.device = "cpu"
-    for key, value in model.items():
-        setattr(config.model, key, value)
+    config.model = model_config(str(model.pop("name", "mlp")), **model)
     return vaekit.train(config, tmp_path, progress=False)
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import vaekit
-from vaekit.config import ModelConfig
+from vaekit.config import MLPConfig
 from vaekit.errors import InputError
 from vaekit.models import build_model
 
@@ -16,7 +16,7 @@ from vaekit.models import build_model
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    net = build_model(ModelConfig(latent_dim=3, hidden_dim=16), (1, 28, 28)).eval()
+    net = build_model(MLPConfig(latent_dim=3, hidden_dim=16), (1, 28, 28)).eval()
     return net
 
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from vaekit.config.registry import LIKELIHOOD
 from vaekit.likelihoods import (
-    LIKELIHOOD_NAMES,
     bernoulli_nll,
     continuous_bernoulli_log_norm,
     continuous_bernoulli_mean,
@@ -191,7 +191,7 @@ def test_unknown_likelihood_is_a_value_error_naming_the_known_ones():
         get_likelihood("poisson")
 
 
-@pytest.mark.parametrize("name", LIKELIHOOD_NAMES)
+@pytest.mark.parametrize("name", LIKELIHOOD.names())
 def test_means_lie_in_the_unit_interval_and_nll_is_finite(name):
     likelihood = get_likelihood(name, 0.1)
     g = torch.Generator().manual_seed(3)

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from vaekit.bench import seed_reference
-from vaekit.config import ModelConfig
+from vaekit.config import ConvConfig, HVAEConfig, MLPConfig, family_class, model_config
+from vaekit.config.families import family_fields
+from vaekit.config.registry import LIKELIHOOD, MODEL
 from vaekit.errors import ConfigError
-from vaekit.likelihoods import LIKELIHOOD_NAMES
 from vaekit.models import MODELS, build_model
 from vaekit.objectives import (
     gaussian_kl,
@@ -22,10 +23,36 @@ from vaekit.objectives import (
 MNIST_SHAPE = (1, 28, 28)
 
 
+def _config(name: str, **values):
+    """Family `name`'s config with the `values` it has fields for (the rest are others')."""
+    own = family_fields(name)
+    return model_config(name, **{key: value for key, value in values.items() if key in own})
+
+
 def test_registry_lists_the_architectures():
     assert {"mlp", "conv"} <= set(MODELS)
+    assert set(MODELS) == set(MODEL.names())  # a network for every declared family, no more
+    bad = MLPConfig()
+    bad.name = "nope"
     with pytest.raises(ConfigError, match="unknown model 'nope'"):
-        build_model(ModelConfig(name="nope"), MNIST_SHAPE)
+        build_model(bad, MNIST_SHAPE)
+
+
+def test_build_model_refuses_a_config_of_another_family():
+    """An MLPConfig renamed to conv has no channels: a ConfigError, not an AttributeError."""
+    renamed = MLPConfig()
+    renamed.name = "conv"
+    with pytest.raises(ConfigError, match="does not match MLPConfig"):
+        build_model(renamed, MNIST_SHAPE)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_each_network_reads_only_its_family_fields(name):
+    """Built from its family's class, which has no other family's fields, every network
+    builds: no network reads a field its family lacks."""
+    config = family_class(name)()
+    assert type(config) is MODEL.spec(name)
+    assert build_model(config, MNIST_SHAPE).latent_dim == config.latent_dim
 
 
 def test_mlp_is_the_seed_model_with_the_same_initial_weights():
@@ -33,7 +60,7 @@ def test_mlp_is_the_seed_model_with_the_same_initial_weights():
     torch.manual_seed(123)
     seed_model = seed_reference.VAE()
     torch.manual_seed(123)
-    ours = build_model(ModelConfig(), MNIST_SHAPE)
+    ours = build_model(MLPConfig(), MNIST_SHAPE)
     theirs = seed_model.state_dict()
     assert list(ours.state_dict()) == list(theirs)
     for name, tensor in ours.state_dict().items():
@@ -44,7 +71,7 @@ def test_mlp_loss_equals_the_seed_pipeline_on_the_same_noise():
     """With the seed's weights and the same eps, our forward + objective gives its loss."""
     torch.manual_seed(0)
     seed_model = seed_reference.VAE()
-    ours = build_model(ModelConfig(), MNIST_SHAPE)
+    ours = build_model(MLPConfig(), MNIST_SHAPE)
     ours.load_state_dict(seed_model.state_dict())
     x = torch.rand(32, 1, 28, 28)
     torch.manual_seed(7)
@@ -59,7 +86,7 @@ def test_mlp_loss_equals_the_seed_pipeline_on_the_same_noise():
 @pytest.mark.parametrize("name", sorted(MODELS))
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
 def test_shapes_and_configurable_sizes(name, shape):
-    config = ModelConfig(name=name, latent_dim=7, hidden_dim=64, channels=8)
+    config = _config(name, latent_dim=7, hidden_dim=64, channels=8)
     model = build_model(config, shape)
     x = torch.rand(5, *shape)
     out = model(x)
@@ -68,14 +95,19 @@ def test_shapes_and_configurable_sizes(name, shape):
     assert model.decode(model.prior_sample(3)).shape == (3, *shape)
 
 
+def test_hvae_reads_groups_and_units_per_group():
+    model = build_model(HVAEConfig(latent_dim=3, hidden_dim=16, groups=2), MNIST_SHAPE)
+    assert (model.groups, model.latent_dim, model.noise_dim) == (2, 3, 6)
+
+
 def test_conv_rejects_sides_not_divisible_by_four():
     with pytest.raises(ConfigError, match="divisible by 4"):
-        build_model(ModelConfig(name="conv"), (1, 30, 30))
+        build_model(ConvConfig(), (1, 30, 30))
 
 
 def test_decoder_returns_logits_not_probabilities():
     """Logits range over the reals; a sigmoid inside the decoder would cap them to [0, 1]."""
-    model = build_model(ModelConfig(), MNIST_SHAPE)
+    model = build_model(MLPConfig(), MNIST_SHAPE)
     with torch.no_grad():
         model.fc4.bias.fill_(-5.0)
         logits = model.decode(torch.zeros(4, 2))
@@ -89,7 +121,7 @@ SMALL = {"latent_dim": 4, "hidden_dim": 64, "channels": 8, "groups": 2}
 
 def _small(name: str, likelihood: str = "bernoulli", shape=MNIST_SHAPE, seed: int = 0):
     torch.manual_seed(seed)
-    return build_model(ModelConfig(name=name, likelihood=likelihood, **SMALL), shape)
+    return build_model(_config(name, likelihood=likelihood, **SMALL), shape)
 
 
 def _discs(n: int = 64, seed: int = 0) -> torch.Tensor:
@@ -199,7 +231,7 @@ def test_iwae_2l_lower_group_is_estimated_from_its_sample():
     torch.testing.assert_close(latent_kl(top), gaussian_kl(top.q_mu, top.q_logvar))
 
 
-@pytest.mark.parametrize("likelihood", LIKELIHOOD_NAMES)
+@pytest.mark.parametrize("likelihood", LIKELIHOOD.names())
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_generate_and_reconstruct_give_the_likelihoods_parameters(name, likelihood):
     """(n, P*C, H, W) for every model and likelihood, P = 2 for gaussian-learned; the

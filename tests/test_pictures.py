@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vaekit.config import ModelConfig
+from vaekit.config import MLPConfig
 from vaekit.models import build_model
 from vaekit.pictures import grid, reconstruction_grid, sample, save_png
 
@@ -33,7 +33,7 @@ def test_colour_grid_and_png_round_trip(tmp_path):
 
 def test_samples_repeat_with_the_seed_and_vary_across_images():
     torch.manual_seed(0)
-    model = build_model(ModelConfig(), (1, 28, 28))
+    model = build_model(MLPConfig(), (1, 28, 28))
     a, b = sample(model, 8, seed=5), sample(model, 8, seed=5)
     assert torch.equal(a, b)
     assert a.shape == (8, 1, 28, 28) and a.min() >= 0 and a.max() <= 1
@@ -42,7 +42,7 @@ def test_samples_repeat_with_the_seed_and_vary_across_images():
 
 def test_reconstruction_grid_puts_originals_above_reconstructions():
     torch.manual_seed(0)
-    model = build_model(ModelConfig(), (1, 28, 28))
+    model = build_model(MLPConfig(), (1, 28, 28))
     x = torch.rand(16, 1, 28, 28)
     pixels = grid(x, nrow=8)
     both = reconstruction_grid(model, x, per_row=8)

@@ -10,7 +10,7 @@ import torch
 
 from vaekit import presets
 from vaekit.cli import main
-from vaekit.config import RunConfig
+from vaekit.config import RunConfig, family_class, family_fields, migrate
 from vaekit.errors import ConfigError
 from vaekit.models import build_model
 from vaekit.training.step import kl_weight, learning_rate
@@ -43,6 +43,16 @@ def test_every_preset_loads_validates_and_builds(name):
         out = model(x)
     assert out.params.shape == (2, *model.output_shape)
     assert model.output_shape[1:] == shape[1:]
+
+
+@pytest.mark.parametrize("name", presets.names())
+def test_every_preset_is_written_in_its_familys_layout(name):
+    """A preset's model section names only fields its family has (layout 2, no migration)."""
+    raw = presets._raw(name)
+    family = raw["model"]["name"]
+    assert set(raw["model"]) <= set(family_fields(family))
+    assert not migrate.is_v1_layout(raw)
+    assert type(presets.load(name).model) is family_class(family)
 
 
 def test_mnist_seed_is_the_default_config():

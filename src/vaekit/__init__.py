@@ -8,7 +8,11 @@ result = vaekit.evaluate_model(run)                    # test -ELBO, log p(x) (k
 vaekit.plot(run)                                       # latent-space pictures, report.html
 """
 
-from vaekit.api import decode, encode, evaluate_model, load, load_pretrained, plot, resume, train
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from vaekit.config import (
     DataConfig,
     EvalConfig,
@@ -16,12 +20,50 @@ from vaekit.config import (
     ObjectiveConfig,
     RunConfig,
     TrainConfig,
+    model_config,
 )
 from vaekit.errors import CheckpointError, ConfigError, DataError, InputError, VaekitError
 from vaekit.evaluation.result import EvalResult
-from vaekit.pictures import reconstruct, sample
+
+if TYPE_CHECKING:
+    from vaekit.api import (
+        decode,
+        encode,
+        evaluate_model,
+        load,
+        load_pretrained,
+        plot,
+        resume,
+        train,
+    )
+    from vaekit.pictures import reconstruct, sample
 
 __version__ = "0.1.0"
+
+# The functions that need torch, imported on first use: `import vaekit.config` (and the
+# command line's help) must not pay for torch.
+_LAZY = {
+    **dict.fromkeys(
+        ("decode", "encode", "evaluate_model", "load", "load_pretrained", "plot", "resume"),
+        "vaekit.api",
+    ),
+    "train": "vaekit.api",
+    "reconstruct": "vaekit.pictures",
+    "sample": "vaekit.pictures",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'vaekit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "CheckpointError",
@@ -41,6 +83,7 @@ __all__ = [
     "evaluate_model",
     "load",
     "load_pretrained",
+    "model_config",
     "plot",
     "reconstruct",
     "resume",

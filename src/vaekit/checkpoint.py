@@ -4,12 +4,17 @@ One safetensors file: tensors (weights, optimizer moments, RNG state) plus a
 JSON header (config, progress, format version). Loading never unpickles, so a
 file cannot run code; writing goes to a temporary file, is fsynced and renamed,
 so a crash mid-write leaves the previous checkpoint intact.
+
+Format versions: 2 stores the config with only its model family's fields; 1 (the
+shipped pretrained files, older run folders) stored one flat model section with every
+family's fields, and is migrated on load (`vaekit.config.migrate`).
 """
 
 from __future__ import annotations
 
 import errno
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,11 +25,16 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from vaekit import files, runfolder
-from vaekit.config import RunConfig
+from vaekit.config import RunConfig, migrate
 from vaekit.errors import CheckpointError, VaekitError
 
 FORMAT = "vaekit-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# version -> what brings its config dict to today's layout
+CONFIG_MIGRATIONS: dict[str, Callable[[Any], Any]] = {
+    "1": migrate.v1_to_v2,
+    str(FORMAT_VERSION): lambda raw: raw,
+}
 FILENAME = runfolder.CHECKPOINT
 
 
@@ -88,7 +98,8 @@ def load(path: str | Path) -> Checkpoint:
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path} is corrupt: {exc}") from None
     try:
-        config = RunConfig.from_dict(json.loads(metadata["config"]))
+        raw = CONFIG_MIGRATIONS[metadata["format_version"]](json.loads(metadata["config"]))
+        config = RunConfig.from_dict(raw)
         image_shape = json.loads(metadata["image_shape"])
         if not (
             isinstance(image_shape, list)
@@ -142,9 +153,9 @@ def _read_metadata(payload: bytes, path: Path) -> dict[str, str]:
     if metadata.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a vaekit checkpoint (no vaekit format tag)")
     version = metadata.get("format_version")
-    if version != str(FORMAT_VERSION):
+    if not isinstance(version, str) or version not in CONFIG_MIGRATIONS:
         raise CheckpointError(
             f"{path} has checkpoint format version {version}; "
-            f"this vaekit reads version {FORMAT_VERSION}"
+            f"this vaekit reads version {FORMAT_VERSION} (and migrates older ones)"
         )
     return metadata

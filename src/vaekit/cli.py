@@ -10,15 +10,8 @@ from typing import Any
 
 from vaekit import api, checkpoint, distributed, pictures, presets, pretrained, report
 from vaekit.bench import runner as bench_suite
-from vaekit.config import (
-    EvalConfig,
-    RunConfig,
-    TrainConfig,
-    apply_overrides,
-    coerce,
-    config_fields,
-    flag_name,
-)
+from vaekit.config import EvalConfig, RunConfig, apply_overrides, coerce, flag_name, registry
+from vaekit.config.flags import config_flags
 from vaekit.data import load_data, to_unit
 from vaekit.distributed import world_from_env
 from vaekit.errors import ConfigError, VaekitError
@@ -34,32 +27,28 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per config field, generated so the CLI cannot drift from the dataclasses."""
-    groups: dict[str, Any] = {}
-    for section, f in config_fields():
-        group = groups.setdefault(section, parser.add_argument_group(f"{section} options"))
-        kwargs: dict[str, Any] = {"dest": f"cfg:{section}:{f.name}", "default": None}
-        default = f" (default: {f.default})"
-        if f.type in (bool, "bool"):
+    """One flag per config field (`vaekit.config.flags`); model flags: the union of families'."""
+    flags = config_flags()
+    sections = dict.fromkeys(flag.section for flag in flags)
+    groups = {section: parser.add_argument_group(f"{section} options") for section in sections}
+    for flag in flags:
+        kwargs: dict[str, Any] = {"dest": flag.dest, "default": None, "help": flag.help}
+        if flag.boolean:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
-            kwargs["metavar"] = f.name.upper()
-            if f.metadata.get("choices"):
-                kwargs["choices"] = f.metadata["choices"]
-        flags = [flag_name(f), *f.metadata.get("aliases", ())]
-        group.add_argument(*flags, help=f.metadata["help"] + default, **kwargs)
+            kwargs["metavar"] = flag.field.name.upper()
+            kwargs["choices"] = flag.choices
+        groups[flag.section].add_argument(*flag.names, **kwargs)
 
 
 def _overrides(args: argparse.Namespace) -> dict[tuple[str, str], Any]:
-    fields_by_key = {(s, f.name): f for s, f in config_fields()}
-    out = {}
-    for dest, value in vars(args).items():
-        if dest.startswith("cfg:") and value is not None:
-            _, section, name = dest.split(":")
-            out[(section, name)] = coerce(
-                fields_by_key[(section, name)], value, flag_name(fields_by_key[(section, name)])
-            )
-    return out
+    """{(section, field): typed value} of the flags given; `apply_overrides` checks families."""
+    given = vars(args)
+    return {
+        (flag.section, flag.field.name): flag.coerce(given[flag.dest])
+        for flag in config_flags()
+        if given.get(flag.dest) is not None
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,18 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_device(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
-    """--device, with the choices TrainConfig declares (the one list of them)."""
-    choices = _field(TrainConfig, "device").metadata["choices"]
+    """--device, with the choices vaekit.config.registry declares (the one list of them)."""
+    choices = registry.DEVICE.names()
     parser.add_argument(
         "--device",
         default=default,
         choices=choices,
         help=f"where to compute: {', '.join(choices)} (default: {default or 'auto'})",
     )
-
-
-def _field(cls: type, name: str) -> Any:
-    return next(f for f in dataclasses.fields(cls) if f.name == name)
 
 
 def _add_model_source(parser: argparse.ArgumentParser) -> None:
@@ -279,7 +264,8 @@ def _add_eval_flags(parser: argparse.ArgumentParser) -> None:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
             kwargs["metavar"] = f.name.upper()
-            kwargs["choices"] = f.metadata.get("choices")
+            choices = f.metadata.get("choices")
+            kwargs["choices"] = tuple(choices) if choices else None
         parser.add_argument(*names, **kwargs)
 
 

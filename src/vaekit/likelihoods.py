@@ -4,7 +4,8 @@ Every decoder emits `params_per_channel` maps per image channel, the first of
 them logits; a likelihood turns them into -log p(x|z) (pure functions, summed
 over the last `event_dims` dimensions) and into the image a person looks at
 (`mean`, and `mean_ops`: the same map as operations the explorer page runs, see
-`vaekit.models.export`). Chosen in the config (`--likelihood`), looked up by name here.
+`vaekit.models.export`). Chosen in the config (`--likelihood`, whose names
+`vaekit.config.registry` declares), registered by name here.
 
 - bernoulli: the seed's, pixels as probabilities of "on"; takes grey levels as
   soft targets, as the seed does (not a normalised density for them).
@@ -19,13 +20,15 @@ over the last `event_dims` dimensions) and into the image a person looks at
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from vaekit.config.registry import LIKELIHOOD
 
 LOG_2PI = math.log(2 * math.pi)
 # Below these |logit|s the continuous Bernoulli's log C and mean use their Taylor series:
@@ -168,7 +171,8 @@ def _gaussian_fixed(sigma: float) -> Likelihood:
     return Likelihood("gaussian", 1, nll, _sigmoid_mean, True, _SIGMOID_OPS)
 
 
-LIKELIHOODS: dict[str, Callable[[float], Likelihood]] = {
+# name -> factory(sigma): the names are declared in vaekit.config.registry, which refuses others.
+for _name, _factory in {
     "bernoulli": lambda _: Likelihood(
         "bernoulli", 1, bernoulli_nll, _sigmoid_mean, False, _SIGMOID_OPS
     ),
@@ -189,12 +193,13 @@ LIKELIHOODS: dict[str, Callable[[float], Likelihood]] = {
         True,
         ({"op": "continuous_bernoulli_mean"},),
     ),
-}
-LIKELIHOOD_NAMES = tuple(LIKELIHOODS)
+}.items():
+    LIKELIHOOD.register(_name, _factory)
+LIKELIHOODS: Mapping[str, Callable[[float], Likelihood]] = LIKELIHOOD.implementations
 
 
 def get_likelihood(name: str, sigma: float = 0.1) -> Likelihood:
     """The likelihood called `name`, with `sigma` (fixed sigma, or floor) bound in."""
     if name not in LIKELIHOODS:
-        raise ValueError(f"unknown likelihood {name!r}; known: {', '.join(LIKELIHOOD_NAMES)}")
+        raise ValueError(LIKELIHOOD.unknown(name))
     return LIKELIHOODS[name](sigma)

@@ -11,11 +11,12 @@ returns (B,) or (B, k), so training can sum and evaluation keep per-example valu
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import torch
 
+from vaekit.config.registry import OBJECTIVE
 from vaekit.likelihoods import LOG_2PI, at_least_fp32, bernoulli_nll
 
 if TYPE_CHECKING:
@@ -179,18 +180,18 @@ def training_terms(
 ) -> dict[str, torch.Tensor]:
     """The batch's objective (a scalar to minimise) and its per-example terms.
 
-    elbo: recon + kl_weight * KL, summed over the batch (the seed's loss when
-    kl_weight = 1 and free_bits = 0; kl_weight carries beta and KL warm-up);
-    free bits replace each group's KL by max(lambda, its batch mean).
-    iwae: -log (1/k) sum_i w_i over the output's k samples per example (Burda et al.
-    2015, eq. 8), summed over the batch; recon and kl are then means over the k samples.
+    `objective` names one of `OBJECTIVES` (declared in vaekit.config.registry).
     `loss` is always the unweighted bound per example (-ELBO, or -L_k).
     """
-    if objective == "iwae":
-        bound = importance_weighted_log_likelihood(log_weights(x, out, nll), dim=1)
-        recon = reconstruction_nll(x, out, nll).mean(dim=1)
-        kl = -sum(latent_log_ratio(latent) for latent in out.latents).mean(dim=1)
-        return {"objective": -bound.sum(), "loss": -bound, "recon": recon, "kl": kl}
+    return OBJECTIVE.get(objective)(x, out, nll, kl_weight, free_bits)
+
+
+def elbo_terms(
+    x: torch.Tensor, out: VAEOutput, nll: NLL, kl_weight: float, free_bits: float
+) -> dict[str, torch.Tensor]:
+    """recon + kl_weight * KL, summed over the batch (the seed's loss when kl_weight = 1
+    and free_bits = 0; kl_weight carries beta and KL warm-up); free bits replace each
+    group's KL by max(lambda, its batch mean)."""
     recon = reconstruction_nll(x, out, nll)
     group_kls = [latent_kl(latent) for latent in out.latents]
     kl = sum(group_kls)
@@ -199,3 +200,20 @@ def training_terms(
         penalty = kl_weight * penalty
     objective_value = recon.sum() + penalty
     return {"objective": objective_value, "loss": recon + kl, "recon": recon, "kl": kl}
+
+
+def iwae_terms(
+    x: torch.Tensor, out: VAEOutput, nll: NLL, kl_weight: float, free_bits: float
+) -> dict[str, torch.Tensor]:
+    """-log (1/k) sum_i w_i over the output's k samples per example (Burda et al. 2015,
+    eq. 8), summed over the batch; recon and kl are then means over the k samples.
+    Config refuses a KL weight or free bits with it, so both are unused here."""
+    bound = importance_weighted_log_likelihood(log_weights(x, out, nll), dim=1)
+    recon = reconstruction_nll(x, out, nll).mean(dim=1)
+    kl = -sum(latent_log_ratio(latent) for latent in out.latents).mean(dim=1)
+    return {"objective": -bound.sum(), "loss": -bound, "recon": recon, "kl": kl}
+
+
+OBJECTIVE.register("elbo", elbo_terms)
+OBJECTIVE.register("iwae", iwae_terms)
+OBJECTIVES: Mapping[str, Callable[..., dict[str, torch.Tensor]]] = OBJECTIVE.implementations

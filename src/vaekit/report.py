@@ -154,6 +154,10 @@ code { background: #f3f3f3; padding: 0 0.2em; }
 """
 
 
+# The model sizes the page's first line shows, where the run's family has them.
+MODEL_SIZES = (("latent", "latent_dim"), ("hidden", "hidden_dim"))
+
+
 def render(run_dir: Path) -> str:
     """The page for a run folder, from whatever of its files exist."""
     folder = RunFolder(run_dir)
@@ -161,11 +165,11 @@ def render(run_dir: Path) -> str:
     records = folder.read_metrics()
     parts = [f"<h1>vaekit run {html.escape(run_dir.resolve().name)}</h1>"]
     model, data = config.get("model", {}), config.get("data", {})
+    sizes = "".join(f", {word} {model[key]}" for word, key in MODEL_SIZES if key in model)
     parts.append(
         "<p>"
         + html.escape(
-            f"{model.get('name')} VAE, latent {model.get('latent_dim')}, "
-            f"hidden {model.get('hidden_dim')}; {data.get('dataset')}, "
+            f"{model.get('name')} VAE{sizes}; {data.get('dataset')}, "
             f"binarize {data.get('binarize', 'none')}; "
             f"{len(records)} epoch(s)."
         )

@@ -12,9 +12,13 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
+from vaekit.config.registry import DEVICE, PRECISION
 from vaekit.errors import ConfigError
 
-_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# precision -> the dtype autocast computes in (None: plain fp32); names declared in config.
+PRECISION.register("fp32", None)
+PRECISION.register("bf16", torch.bfloat16)
+PRECISION.register("fp16", torch.float16)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -23,8 +27,8 @@ def resolve_device(name: str = "auto") -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda was asked for, but no CUDA device is available")
-    if name not in ("cpu", "cuda"):
-        raise ConfigError(f"device must be auto, cpu or cuda; got {name!r}")
+    if name not in DEVICE:
+        raise ConfigError(f"device must be one of {', '.join(DEVICE)}; got {name!r}")
     if name == "cuda":  # under torchrun, each process drives the GPU of its local rank
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return torch.device(name)
@@ -39,13 +43,14 @@ def seed_everything(seed: int) -> None:
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """Mixed-precision context for the forward pass; fp32 is a no-op."""
-    if precision == "fp32":
+    if precision not in PRECISION:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISION)}; got {precision!r}")
+    dtype = PRECISION.get(precision)
+    if dtype is None:
         return contextlib.nullcontext()
-    if precision not in _AUTOCAST_DTYPES:
-        raise ConfigError(f"precision must be fp32, bf16 or fp16; got {precision!r}")
     if precision == "fp16" and device.type == "cpu":
         raise ConfigError("fp16 needs a CUDA device; use bf16 on the CPU")
-    return torch.autocast(device_type=device.type, dtype=_AUTOCAST_DTYPES[precision])
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def needs_grad_scaler(device: torch.device, precision: str) -> bool:

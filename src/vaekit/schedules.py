@@ -1,16 +1,16 @@
 """Learning-rate schedules: the rate of each 0-based epoch, from the run's train config.
 
-One function per schedule in `SCHEDULES`, so `--lr-schedule`'s choices come from this
-table and the training loop looks a schedule up by name instead of branching on it.
+One function per schedule, registered under the names `vaekit.config.registry.SCHEDULE`
+declares (the choices of `--lr-schedule`), so the training loop looks a schedule up by
+name instead of branching on it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
 
-if TYPE_CHECKING:  # config imports SCHEDULE_NAMES from here
-    from vaekit.config import TrainConfig
+from vaekit.config import TrainConfig
+from vaekit.config.registry import SCHEDULE
 
 
 def constant(cfg: TrainConfig, epoch: int) -> float:
@@ -40,9 +40,6 @@ def exponential(cfg: TrainConfig, epoch: int) -> float:
     return cfg.lr * (cfg.lr_final / cfg.lr) ** progress
 
 
-SCHEDULES: dict[str, Callable[[TrainConfig, int], float]] = {
-    "constant": constant,
-    "iwae": iwae,
-    "exponential": exponential,
-}
-SCHEDULE_NAMES = tuple(SCHEDULES)
+for _name, _schedule in {"constant": constant, "iwae": iwae, "exponential": exponential}.items():
+    SCHEDULE.register(_name, _schedule)
+SCHEDULES: Mapping[str, Callable[[TrainConfig, int], float]] = SCHEDULE.implementations

@@ -33,14 +33,14 @@ def _images_and_model(spec: dict[str, Any], device: torch.device) -> tuple[Any, 
     """The training images resident on `device` and the spec's MLP VAE there, seeded."""
     import torch
 
-    from vaekit.config import ModelConfig
+    from vaekit.config import MLPConfig
     from vaekit.data import load_split
     from vaekit.models import build_model
 
     train = load_split("mnist", "train", spec["data_dir"], False).subset(spec["limit"])
     torch.manual_seed(spec["seed"])
     model = build_model(
-        ModelConfig(hidden_dim=spec["hidden"], latent_dim=spec["latent"]), (1, 28, 28)
+        MLPConfig(hidden_dim=spec["hidden"], latent_dim=spec["latent"]), (1, 28, 28)
     )
     return train.images.to(device), model.to(device)
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vaekit.config.registry import PRECISION
+
 # A fixed order: the eval part reuses the model the vaekit part trained in fp32.
 PARTS = ("seed", "plain", "graphed", "floor", "vaekit", "pythae", "eval", "scaling")
 TRAIN_IMAGES = 60_000
@@ -25,7 +27,7 @@ class BenchOptions:
     epochs: int = 10
     repetitions: int = 3
     parts: tuple[str, ...] = PARTS
-    precisions: tuple[str, ...] = ("fp32", "bf16", "fp16")  # fp16 needs CUDA: skipped on CPU
+    precisions: tuple[str, ...] = PRECISION.names()  # all; fp16 needs CUDA: skipped on CPU
     device: str = "auto"
     threads: int | None = None  # torch.set_num_threads in every child; None: torch's default
     limit: int | None = None  # training examples (None: all 60,000)

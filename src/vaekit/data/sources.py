@@ -13,6 +13,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vaekit.config.registry import DATASET
 from vaekit.data.idx import FileSpec, gunzip, verify
 from vaekit.errors import DataError
 from vaekit.files import write_atomic
@@ -124,6 +125,8 @@ DATASETS: dict[str, DatasetSpec] = {
         "/usr/share/datasets/fashion-mnist)",
     ),
 }
+for _spec in DATASETS.values():  # names declared in vaekit.config.registry, which refuses others
+    DATASET.register(_spec.name, _spec)
 
 
 def class_names(dataset: str) -> list[str]:

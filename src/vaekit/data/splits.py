@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vaekit.config import DataConfig
+from vaekit.config import DataConfig, check_dataset_name
+from vaekit.config.registry import BINARIZE as BINARIZE_PROTOCOLS
 from vaekit.data.idx import read_idx
 from vaekit.data.sources import DATASETS, cache_dir, fetch, find_files, missing_message
-from vaekit.data.userdata import SOURCES, load_user_data
-from vaekit.errors import ConfigError, DataError
+from vaekit.data.userdata import load_user_data
+from vaekit.errors import DataError
 
 
 @dataclass
@@ -42,14 +43,6 @@ class Split:
     def subset(self, n: int | None) -> Split:
         """The first n examples (all of them when n is None)."""
         return self if n is None else Split(self.images[:n], self.labels[:n])
-
-
-def check_dataset_name(name: str) -> None:
-    """A known dataset, or `folder:PATH` / `npy:PATH`."""
-    kind, sep, path = name.partition(":")
-    if not (name in DATASETS or (sep and kind in SOURCES and path)):
-        known = ", ".join(sorted(DATASETS))
-        raise ConfigError(f"unknown dataset {name!r}; use {known}, folder:PATH or npy:PATH")
 
 
 def load_data(config: DataConfig, split: str, data_dir: str | Path | None = None) -> Split:
@@ -152,7 +145,7 @@ def to_unit(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.T
 #   of the MNIST likelihood papers (e.g. Burda et al. 2015); evaluation draws once
 #   with a fixed seed so that its numbers repeat.
 # static: one fixed draw per split, made at load time, then reused for every epoch.
-BINARIZE = ("none", "dynamic", "static")
+BINARIZE = BINARIZE_PROTOCOLS.names()  # declared in vaekit.config.registry
 
 
 def binarize_images(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

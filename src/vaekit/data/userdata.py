@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from vaekit.config.registry import DATA_SOURCE
 from vaekit.errors import DataError
 from vaekit.notices import notice
 
@@ -140,6 +141,8 @@ def split_rows(n: int, test_fraction: float, split: str, shuffle: bool) -> slice
 Reader = Callable[[Path, int | None, str], tuple[np.ndarray, np.ndarray]]
 # kind -> (reader, shuffle before splitting)
 SOURCES: dict[str, tuple[Reader, bool]] = {"folder": (read_folder, True), "npy": (read_npy, False)}
+for _kind, _source in SOURCES.items():  # kinds declared in vaekit.config.registry
+    DATA_SOURCE.register(_kind, _source)
 
 
 def load_user_data(

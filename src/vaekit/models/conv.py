@@ -9,18 +9,18 @@ from __future__ import annotations
 
 from torch import nn
 
-from vaekit.config import ModelConfig
+from vaekit.config import ConvConfig
 from vaekit.likelihoods import Likelihood
 from vaekit.models.base import EncoderDecoderVAE, quarter_features
 from vaekit.models.registry import register
 
 
-@register("conv")
+@register(ConvConfig)
 class ConvVAE(EncoderDecoderVAE):
     """Two stride-2 convolutions -> hidden -> (mu, logvar); mirrored transposed convolutions."""
 
     def __init__(
-        self, config: ModelConfig, image_shape: tuple[int, int, int], likelihood: Likelihood
+        self, config: ConvConfig, image_shape: tuple[int, int, int], likelihood: Likelihood
     ) -> None:
         super().__init__(image_shape, config.latent_dim, likelihood)
         channels = image_shape[0]

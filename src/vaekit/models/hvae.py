@@ -24,7 +24,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from vaekit.config import ModelConfig
+from vaekit.config import HVAEConfig
 from vaekit.likelihoods import Likelihood
 from vaekit.models.base import VAE, Latent, VAEOutput
 from vaekit.models.blocks import ResidualCell, gaussian_params
@@ -47,7 +47,7 @@ class TopDownBlock(nn.Module):
         self.cell = ResidualCell(width)
 
 
-@register("hvae")
+@register(HVAEConfig)
 class HierarchicalVAE(VAE):
     """Top-down hierarchical VAE: `groups` latent groups, dense residual cells."""
 
@@ -58,7 +58,7 @@ class HierarchicalVAE(VAE):
     )
 
     def __init__(
-        self, config: ModelConfig, image_shape: tuple[int, int, int], likelihood: Likelihood
+        self, config: HVAEConfig, image_shape: tuple[int, int, int], likelihood: Likelihood
     ) -> None:
         super().__init__(image_shape, config.latent_dim, likelihood)
         width, self.groups = config.hidden_dim, config.groups

@@ -15,7 +15,7 @@ import math
 import torch
 from torch import nn
 
-from vaekit.config import ModelConfig
+from vaekit.config import IWAE1LConfig, IWAE2LConfig
 from vaekit.likelihoods import Likelihood
 from vaekit.models.base import VAE, Latent, VAEOutput
 from vaekit.models.export import Op, linear, module_ops, reshape
@@ -44,12 +44,12 @@ class GaussianLayer(nn.Module):
         return self.mu(h), self.logvar(h)
 
 
-@register("iwae-1l")
+@register(IWAE1LConfig)
 class IWAE1L(VAE):
     """One stochastic layer: q(z|x) and p(x|z) each through two tanh layers."""
 
     def __init__(
-        self, config: ModelConfig, image_shape: tuple[int, int, int], likelihood: Likelihood
+        self, config: IWAE1LConfig, image_shape: tuple[int, int, int], likelihood: Likelihood
     ) -> None:
         super().__init__(image_shape, config.latent_dim, likelihood)
         self.encoder = GaussianLayer(math.prod(image_shape), config.hidden_dim, config.latent_dim)
@@ -68,7 +68,7 @@ class IWAE1L(VAE):
         return [*module_ops(self.decoder), reshape(self.output_shape)]
 
 
-@register("iwae-2l")
+@register(IWAE2LConfig)
 class IWAE2L(VAE):
     """Two stochastic layers: q(z1|x) q(z2|z1), p(z2) p(z1|z2) p(x|z1).
 
@@ -83,7 +83,7 @@ class IWAE2L(VAE):
     )
 
     def __init__(
-        self, config: ModelConfig, image_shape: tuple[int, int, int], likelihood: Likelihood
+        self, config: IWAE2LConfig, image_shape: tuple[int, int, int], likelihood: Likelihood
     ) -> None:
         super().__init__(image_shape, config.latent_dim, likelihood)
         self.z1_dim, self.z2_dim = 2 * config.latent_dim, config.latent_dim

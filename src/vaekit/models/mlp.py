@@ -12,19 +12,19 @@ import math
 import torch
 from torch import nn
 
-from vaekit.config import ModelConfig
+from vaekit.config import MLPConfig
 from vaekit.likelihoods import Likelihood
 from vaekit.models.base import VAE
 from vaekit.models.export import Op, linear, reshape
 from vaekit.models.registry import register
 
 
-@register("mlp")
+@register(MLPConfig)
 class MLPVAE(VAE):
     """784 -> hidden (ReLU) -> (mu, logvar); latent -> hidden (ReLU) -> 784 logits."""
 
     def __init__(
-        self, config: ModelConfig, image_shape: tuple[int, int, int], likelihood: Likelihood
+        self, config: MLPConfig, image_shape: tuple[int, int, int], likelihood: Likelihood
     ) -> None:
         super().__init__(image_shape, config.latent_dim, likelihood)
         input_dim = math.prod(image_shape)

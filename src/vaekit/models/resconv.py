@@ -10,19 +10,19 @@ from __future__ import annotations
 
 from torch import nn
 
-from vaekit.config import ModelConfig
+from vaekit.config import ResConvConfig
 from vaekit.likelihoods import Likelihood
 from vaekit.models.base import EncoderDecoderVAE, quarter_features
 from vaekit.models.blocks import ResidualCell
 from vaekit.models.registry import register
 
 
-@register("resconv")
+@register(ResConvConfig)
 class ResConvVAE(EncoderDecoderVAE):
     """Strided convolutions with residual cells -> hidden -> (mu, logvar); mirrored decoder."""
 
     def __init__(
-        self, config: ModelConfig, image_shape: tuple[int, int, int], likelihood: Likelihood
+        self, config: ResConvConfig, image_shape: tuple[int, int, int], likelihood: Likelihood
     ) -> None:
         super().__init__(image_shape, config.latent_dim, likelihood)
         channels = image_shape[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from vaekit import checkpoint
-from vaekit.config import RunConfig
+from vaekit.config import RunConfig, section_of
 from vaekit.errors import ConfigError
 from vaekit.runfolder import RunFolder
 
@@ -28,7 +28,7 @@ def resume_config(
     ckpt = checkpoint.load(folder.require_run().checkpoint)
     raw = ckpt.config.to_dict()
     for name, value in overrides.items():
-        section = next(s for s in raw if name in raw[s])
+        section = section_of(raw, name)  # ConfigError for a field the run's model lacks
         if name not in RESUMABLE_OVERRIDES and raw[section][name] != value:
             raise ConfigError(f"--{name.replace('_', '-')} cannot change when resuming a run")
         raw[section][name] = value

