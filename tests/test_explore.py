@@ -25,6 +25,7 @@ import vaekit
 from vaekit import checkpoint, explore
 from vaekit.cli import main
 from vaekit.config import RunConfig, model_config
+from vaekit.config.families import family_fields
 from vaekit.data import load_split, to_unit
 from vaekit.errors import ConfigError
 from vaekit.evaluation.estimate import posterior_parameters
@@ -90,10 +91,11 @@ def pages(runs, tmp_path_factory) -> dict[str, Path]:
 def _tiny_run(folder: Path, name: str, likelihood: str, shape: tuple[int, int, int]) -> Path:
     """A run folder holding a tiny, untrained `name` model, weights scaled up."""
     config = RunConfig()
-    for key, value in dict(
-        name=name, likelihood=likelihood, latent_dim=3, hidden_dim=16, channels=4, groups=3
-    ).items():
-        setattr(config.model, key, value)
+    sizes = dict(latent_dim=3, hidden_dim=16, channels=4, groups=3)
+    own = family_fields(name)  # each family takes only its own fields
+    config.model = model_config(
+        name, likelihood=likelihood, **{k: v for k, v in sizes.items() if k in own}
+    )
     torch.manual_seed(0)
     model = build_model(config.model, shape)
     with torch.no_grad():

@@ -23,7 +23,6 @@ from vaekit.config import (
     model_config,
 )
 from vaekit.errors import CheckpointError, ConfigError, DataError, InputError, VaekitError
-from vaekit.evaluation.result import EvalResult
 
 if TYPE_CHECKING:
     from vaekit.api import (
@@ -36,6 +35,7 @@ if TYPE_CHECKING:
         resume,
         train,
     )
+    from vaekit.evaluation.result import EvalResult
     from vaekit.pictures import reconstruct, sample
 
 __version__ = "0.1.0"
@@ -48,6 +48,7 @@ _LAZY = {
         "vaekit.api",
     ),
     "train": "vaekit.api",
+    "EvalResult": "vaekit.evaluation.result",
     "reconstruct": "vaekit.pictures",
     "sample": "vaekit.pictures",
 }
