@@ -120,6 +120,12 @@ class TrainConfig:
     max_bad_steps: int = _opt(20, "stop after this many non-finite steps in a row")
     pictures: bool = _opt(True, "write samples.png and reconstructions.png at the end")
     plots: bool = _opt(True, "write the latent-space plots and report.html at the end")
+    tracking: str | None = _opt(
+        None, "experiment trackers, comma-separated: tensorboard, mlflow (pip extras)", flag="log"
+    )
+    tracking_uri: str | None = _opt(
+        None, "MLflow tracking URI for --log mlflow (unset: RUN_DIR/mlruns)", flag="log-uri"
+    )
 
 
 @dataclass
