@@ -8,6 +8,7 @@ result = vaekit.evaluate_model(run)                    # test -ELBO, log p(x) (k
 vaekit.plot(run)                                       # latent-space pictures, report.html
 """
 
+from vaekit._version import __version__
 from vaekit.api import decode, encode, evaluate_model, load, load_pretrained, plot, resume, train
 from vaekit.config import (
     DataConfig,
@@ -20,8 +21,6 @@ from vaekit.config import (
 from vaekit.errors import CheckpointError, ConfigError, DataError, VaekitError
 from vaekit.pictures import reconstruct, sample
 
-__version__ = "0.1.0"
-
 __all__ = [
     "CheckpointError",
     "ConfigError",
@@ -33,6 +32,7 @@ __all__ = [
     "RunConfig",
     "TrainConfig",
     "VaekitError",
+    "__version__",
     "decode",
     "encode",
     "evaluate_model",

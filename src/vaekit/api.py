@@ -27,7 +27,8 @@ from vaekit.training.resume import resume_config
 
 
 def load(path: str | Path, device: str = "auto") -> VAE:
-    """A trained model from a run folder or checkpoint file, in eval mode.
+    """A trained model from a run folder, checkpoint file or model folder (`vaekit export
+    --format folder`), in eval mode.
 
     The run's configuration is attached as `model.run_config`.
     """
@@ -208,10 +209,13 @@ def _store(result: EvalResult, source: str | None, output: str | Path | None) ->
 def plot(
     run_dir: str | Path, data_dir: str | Path | None = None, device: str = "auto"
 ) -> list[Path]:
-    """Draw a run's pictures and report.html into its folder; returns the PNG paths."""
+    """Draw a run's (or model folder's) pictures and report.html into its folder; returns
+    the PNG paths."""
     from vaekit import plots  # matplotlib is slow to import: only callers that draw pay
 
-    run_dir = RunFolder(run_dir).require_run().path
+    run_dir = Path(run_dir)
+    if not checkpoint.resolve_path(run_dir).is_file():  # a run, or a model folder
+        RunFolder(run_dir).require_run()
     model = load(run_dir, device)
     run = model.run_config
     test = _test_split(model, data_dir, run.data.binarize)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from vaekit import api, checkpoint, distributed, pictures, presets, pretrained, report
+from vaekit._version import __version__
 from vaekit.bench import suite as bench_suite
 from vaekit.config import (
     EvalConfig,
@@ -22,6 +23,7 @@ from vaekit.config import (
 from vaekit.data import load_data, to_unit
 from vaekit.distributed import world_from_env
 from vaekit.errors import ConfigError, VaekitError
+from vaekit.export import FORMATS, ExportOptions, export_model
 from vaekit.models import MODELS
 from vaekit.runfolder import EXPLORER, RunFolder
 
@@ -65,6 +67,7 @@ def _overrides(args: argparse.Namespace) -> dict[tuple[str, str], Any]:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="vaekit", description="Variational autoencoders: train, sample, look.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"vaekit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = sub.add_parser("train", help="train a model (defaults: the seed notebook)")
@@ -152,10 +155,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--markdown", type=Path, default=Path("bench.md"), help="Markdown report")
 
     export = sub.add_parser(
-        "export", help="write a run's weights (no optimiser state) with its figures, to share"
+        "export", help="write a run's model to share: safetensors weights, ONNX, a model folder"
     )
-    export.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run folder")
-    export.add_argument("-o", "--output", type=Path, required=True, help="the .safetensors file")
+    export.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run or model folder")
+    export.add_argument(
+        "--format",
+        default="safetensors",
+        choices=list(FORMATS),
+        help="; ".join(f"{name}: {about}" for name, (_, about) in FORMATS.items()),
+    )
+    export.add_argument(
+        "-o", "--output", type=Path, required=True, help="the .safetensors file, else a folder"
+    )
     export.add_argument(
         "--eval",
         action="append",
@@ -361,8 +372,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    written = pretrained.export(args.run_dir, args.output, tuple(args.eval), args.half)
-    print(f"Wrote {written}")
+    options = ExportOptions(tuple(args.eval), args.half)
+    for path in export_model(args.run_dir, args.output, args.format, options):
+        print(f"Wrote {path}")
 
 
 def cmd_models(args: argparse.Namespace) -> None:
