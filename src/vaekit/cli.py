@@ -154,19 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", type=Path, default=Path("bench.json"), help="JSON report")
     bench.add_argument("--markdown", type=Path, default=Path("bench.md"), help="Markdown report")
 
-    export = sub.add_parser(
-        "export", help="write a run's model to share: safetensors weights, ONNX, a model folder"
-    )
+    export = sub.add_parser("export", help="share a run's model: weights, ONNX, a model folder")
     export.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run or model folder")
-    export.add_argument(
-        "--format",
-        default="safetensors",
-        choices=list(FORMATS),
-        help="; ".join(f"{name}: {about}" for name, (_, about) in FORMATS.items()),
-    )
-    export.add_argument(
-        "-o", "--output", type=Path, required=True, help="the .safetensors file, else a folder"
-    )
+    formats = "; ".join(f"{name}: {about}" for name, (_, about) in FORMATS.items())
+    export.add_argument("--format", default="safetensors", choices=list(FORMATS), help=formats)
+    export.add_argument("-o", "--output", type=Path, required=True, help="file, else folder")
     export.add_argument(
         "--eval",
         action="append",

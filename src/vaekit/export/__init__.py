@@ -10,22 +10,10 @@ folder). A new format is one module here and one entry in `FORMATS`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from vaekit.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    """What the safetensors and folder formats take: eval JSON files (relative to the run
-    folder) whose figures travel with the weights, and float16 storage."""
-
-    eval_files: tuple[str, ...] = ()
-    half: bool = False
-
-
-Writer = Callable[[Path, Path, ExportOptions], list[Path]]
+from vaekit.export.options import ExportOptions, Writer
 
 
 def _safetensors() -> Writer:

@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from vaekit import api, checkpoint, pretrained
-from vaekit.export import ExportOptions
 from vaekit.export.card import render
+from vaekit.export.options import ExportOptions
 from vaekit.files import write_atomic
 from vaekit.runfolder import CONFIG, EVAL, MODEL_CARD, MODEL_WEIGHTS, RunFolder
 

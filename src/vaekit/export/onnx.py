@@ -27,7 +27,7 @@ from torch import nn
 from vaekit import api
 from vaekit._version import __version__
 from vaekit.errors import ConfigError
-from vaekit.export import ExportOptions
+from vaekit.export.options import ExportOptions
 from vaekit.extras import require
 from vaekit.files import write_atomic
 from vaekit.models import VAE
