@@ -83,7 +83,9 @@ def resume(
     observers: Sequence[EpochObserver] = (),
     **overrides: Any,
 ) -> Path:
-    """Continue a stopped run; `overrides` may extend `epochs` or move `device`."""
+    """Continue a stopped run; `overrides` may extend `epochs` or move `device`. The run's
+    trackers (`config.train.tracking`) keep logging to the same TensorBoard folder and
+    MLflow run."""
     config, _ = resume_config(RunFolder(run_dir), overrides)  # the trackers' config
     with _trackers(config, run_dir) as trackers:
         run = fit(RunConfig(), run_dir, True, overrides, log, progress, [*observers, *trackers])
