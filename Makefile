@@ -1,4 +1,5 @@
-# `make demo` trains the seed model on MNIST and writes its pictures; `make test` runs the tests.
+# `make demo` trains the seed model on MNIST and writes its pictures; `make test` runs the tests;
+# `make docs` renders the API reference.
 # Both create .venv on first use: torch is installed first from requirements/torch-cpu.txt
 # (pinned CPU wheel), then vaekit, so pip never pulls a multi-GB CUDA build.
 
@@ -9,7 +10,7 @@ STAMP := $(VENV)/.installed
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 RUN_DIR ?= runs/demo
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test lint docs venv clean
 
 $(STAMP): pyproject.toml requirements/torch-cpu.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +38,19 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
 
-lint: $(STAMP)
+lint: $(STAMP) docs
 	$(BIN)/ruff check src tests && $(BIN)/ruff format --check src tests
+
+# The API reference: the public modules' docstrings as HTML in docs/api/ (git-ignored),
+# offline. Any warning (a module that fails to import, a bad reference) fails the build;
+# `lint` builds it, so CI does. tests/test_docs.py renders the same API_MODULES.
+API_MODULES := vaekit vaekit.api vaekit.config vaekit.errors vaekit.evaluation vaekit.runfolder \
+	vaekit.checkpoint vaekit.pretrained vaekit.pictures vaekit.models vaekit.training \
+	vaekit.tracking vaekit.export vaekit.extras
+docs: $(STAMP)
+	rm -rf docs/api
+	$(BIN)/python -W error -m pdoc -o docs/api $(API_MODULES)
+	@echo "API reference: docs/api/index.html"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

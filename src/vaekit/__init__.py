@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from vaekit._version import __version__
 from vaekit.config import (
     DataConfig,
     EvalConfig,
@@ -37,8 +38,6 @@ if TYPE_CHECKING:
     )
     from vaekit.evaluation.result import EvalResult
     from vaekit.pictures import reconstruct, sample
-
-__version__ = "0.1.0"
 
 # The functions that need torch, imported on first use: `import vaekit.config` (and the
 # command line's help) must not pay for torch.
@@ -79,6 +78,7 @@ __all__ = [
     "RunConfig",
     "TrainConfig",
     "VaekitError",
+    "__version__",
     "decode",
     "encode",
     "evaluate_model",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
@@ -10,7 +11,7 @@ from typing import Any
 
 import torch
 
-from vaekit import checkpoint, fid, inputs, pictures, pretrained, runfolder
+from vaekit import checkpoint, fid, inputs, pictures, pretrained, runfolder, tracking
 from vaekit.config import EvalConfig, RunConfig
 from vaekit.data import Split, load_data, to_unit
 from vaekit.distributed import world_from_env
@@ -22,10 +23,12 @@ from vaekit.runfolder import RunFolder
 from vaekit.runtime import inference, resolve_device
 from vaekit.training.loop import fit
 from vaekit.training.observers import EpochObserver
+from vaekit.training.resume import resume_config
 
 
 def load(path: str | Path, device: str = "auto") -> VAE:
-    """A trained model from a run folder or checkpoint file, in eval mode.
+    """A trained model from a run folder, checkpoint file or model folder (`vaekit export
+    --format folder`), in eval mode.
 
     The run's configuration is attached as `model.run_config`.
     """
@@ -73,11 +76,13 @@ def train(
 ) -> Path:
     """Train a model (the seed's defaults when `config` is None) into `run_dir`
     (default: `default_run_dir`), then draw its pictures; returns the run folder.
-    `observers` hear of each epoch (experiment trackers, see `training.observers`)."""
+    `observers` hear of each epoch (see `training.observers`); the trackers that
+    `config.train.tracking` names (`vaekit.tracking`) are added to them."""
     config = config or RunConfig()
     run_dir = run_dir or default_run_dir(config)
-    run = fit(config, run_dir, log=log, progress=progress, observers=observers)
-    finish_run(run)
+    with _trackers(config, run_dir) as trackers:
+        run = fit(config, run_dir, log=log, progress=progress, observers=[*observers, *trackers])
+        finish_run(run)
     return run
 
 
@@ -88,10 +93,24 @@ def resume(
     observers: Sequence[EpochObserver] = (),
     **overrides: Any,
 ) -> Path:
-    """Continue a stopped run; `overrides` may extend `epochs` or move `device`."""
-    run = fit(RunConfig(), run_dir, True, overrides, log, progress, observers)
-    finish_run(run)
+    """Continue a stopped run; `overrides` may extend `epochs` or move `device`. The run's
+    trackers (`config.train.tracking`) keep logging to the same TensorBoard folder and
+    MLflow run."""
+    config, _ = resume_config(RunFolder(run_dir), overrides)  # the trackers' config
+    with _trackers(config, run_dir) as trackers:
+        run = fit(RunConfig(), run_dir, True, overrides, log, progress, [*observers, *trackers])
+        finish_run(run)
     return run
+
+
+def _trackers(
+    config: RunConfig, run_dir: str | Path
+) -> contextlib.AbstractContextManager[list[EpochObserver]]:
+    """The experiment trackers `config.train.tracking` names (rank 0 alone logs); they
+    close after `finish_run`, so the run's pictures reach them."""
+    if not config.train.tracking or not world_from_env().is_main:
+        return contextlib.nullcontext([])
+    return tracking.session(config, run_dir)
 
 
 def finish_run(run_dir: Path) -> None:
@@ -212,10 +231,13 @@ def _store(result: EvalResult, source: str | None, output: str | Path | None) ->
 def plot(
     run_dir: str | Path, data_dir: str | Path | None = None, device: str = "auto"
 ) -> list[Path]:
-    """Draw a run's pictures and report.html into its folder; returns the PNG paths."""
+    """Draw a run's (or model folder's) pictures and report.html into its folder; returns
+    the PNG paths."""
     from vaekit import plots  # matplotlib is slow to import: only callers that draw pay
 
-    run_dir = RunFolder(run_dir).require_run().path
+    run_dir = Path(run_dir)
+    if not checkpoint.resolve_path(run_dir).is_file():  # a run, or a model folder
+        RunFolder(run_dir).require_run()
     model = load(run_dir, device)
     run = model.run_config
     test = _test_split(model, data_dir, run.data.binarize)

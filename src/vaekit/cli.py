@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from vaekit import api, checkpoint, distributed, pictures, presets, pretrained, report
+from vaekit._version import __version__
 from vaekit.bench import runner as bench_suite
 from vaekit.config import EvalConfig, RunConfig, apply_overrides, coerce, flag_name, registry
 from vaekit.config.flags import config_flags
 from vaekit.data import load_data, to_unit
 from vaekit.distributed import world_from_env
 from vaekit.errors import ConfigError, VaekitError
+from vaekit.export import FORMATS, ExportOptions, export_model
 from vaekit.models import MODELS
 from vaekit.runfolder import EXPLORER, RunFolder
 
@@ -54,6 +56,7 @@ def _overrides(args: argparse.Namespace) -> dict[tuple[str, str], Any]:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="vaekit", description="Variational autoencoders: train, sample, look.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"vaekit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = sub.add_parser("train", help="train a model (defaults: the seed notebook)")
@@ -140,11 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", type=Path, default=Path("bench.json"), help="JSON report")
     bench.add_argument("--markdown", type=Path, default=Path("bench.md"), help="Markdown report")
 
-    export = sub.add_parser(
-        "export", help="write a run's weights (no optimiser state) with its figures, to share"
-    )
-    export.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run folder")
-    export.add_argument("-o", "--output", type=Path, required=True, help="the .safetensors file")
+    export = sub.add_parser("export", help="share a run's model: weights, ONNX, a model folder")
+    export.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run or model folder")
+    formats = "; ".join(f"{name}: {about}" for name, (_, about) in FORMATS.items())
+    export.add_argument("--format", default="safetensors", choices=list(FORMATS), help=formats)
+    export.add_argument("-o", "--output", type=Path, required=True, help="file, else folder")
     export.add_argument(
         "--eval",
         action="append",
@@ -347,8 +350,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    written = pretrained.export(args.run_dir, args.output, tuple(args.eval), args.half)
-    print(f"Wrote {written}")
+    options = ExportOptions(tuple(args.eval), args.half)
+    for path in export_model(args.run_dir, args.output, args.format, options):
+        print(f"Wrote {path}")
 
 
 def cmd_models(args: argparse.Namespace) -> None:

@@ -35,7 +35,7 @@ from vaekit.data import class_names, evaluation_images, to_unit
 from vaekit.errors import ConfigError, VaekitError
 from vaekit.evaluation.estimate import posterior_parameters
 from vaekit.models import VAE
-from vaekit.runfolder import RunFolder
+from vaekit.runfolder import MODEL_WEIGHTS, RunFolder
 
 ASSETS = ("index.html", "ops.js", "explorer.js", "style.css")
 DATA_FILE = "data.js"
@@ -170,7 +170,9 @@ def write_explorer(
         test = api._test_split(model, data_dir, run.data.binarize)
         images = evaluation_images(test.images, run.data.binarize, run.train.seed)
         scatter = scatter_data(model, images, test.labels, points)
-    named = ckpt_path.parent if ckpt_path.name == checkpoint.FILENAME else ckpt_path
+    named = (
+        ckpt_path.parent if ckpt_path.name in (checkpoint.FILENAME, MODEL_WEIGHTS) else ckpt_path
+    )
     data = {
         "meta": {
             "source": named.name,

@@ -5,6 +5,10 @@
     checkpoint.safetensors    weights, optimiser and RNG state, progress (`vaekit.checkpoint`)
     eval.json                 the last `vaekit evaluate` (`vaekit.evaluation.result`)
     samples.png, reconstructions.png, the plots, report.html, explorer/
+    tensorboard/, mlruns/, mlflow-run-id   the experiment trackers' files (`vaekit.tracking`)
+
+A model folder (`vaekit export --format folder`, the Hugging Face Hub's layout)
+holds config.json, model.safetensors (weights only) and README.md (a model card).
 
 Every other module asks a `RunFolder` for a path or a record instead of
 spelling a file name, so the layout can change in one place.
@@ -33,12 +37,20 @@ LOSS_CURVES = "loss_curves.png"
 LATENT_MANIFOLD = "latent_manifold.png"
 LATENT_SCATTER = "latent_scatter.png"
 INTERPOLATIONS = "interpolations.png"
+TENSORBOARD = "tensorboard"
+MLRUNS = "mlruns"
+MLFLOW_RUN = "mlflow-run-id"
+MODEL_WEIGHTS = "model.safetensors"
+MODEL_CARD = "README.md"
 
 
 def checkpoint_file(path: str | Path) -> Path:
-    """A run folder's checkpoint, or `path` itself when it names a file."""
+    """A run folder's checkpoint (a model folder's weights), or `path` when it names a file."""
     path = Path(path)
-    return path / CHECKPOINT if path.is_dir() else path
+    if not path.is_dir():
+        return path
+    shared = path / MODEL_WEIGHTS
+    return shared if shared.is_file() and not (path / CHECKPOINT).is_file() else path / CHECKPOINT
 
 
 class RunFolder:

@@ -114,6 +114,12 @@ class TrainConfig:
     max_bad_steps: int = opt(20, "stop after this many non-finite steps in a row")
     pictures: bool = opt(True, "write samples.png and reconstructions.png at the end")
     plots: bool = opt(True, "write the latent-space plots and report.html at the end")
+    tracking: str | None = opt(
+        None, "experiment trackers, comma-separated: tensorboard, mlflow (pip extras)", flag="log"
+    )
+    tracking_uri: str | None = opt(
+        None, "MLflow tracking URI for --log mlflow (unset: RUN_DIR/mlruns)", flag="log-uri"
+    )
 
     def validate(self) -> None:
         check_values(self)

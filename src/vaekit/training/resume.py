@@ -18,6 +18,8 @@ RESUMABLE_OVERRIDES = {
     "data_dir",
     "download",
     "eval_batch_size",
+    "tracking",  # experiment trackers watch a run; they do not define it
+    "tracking_uri",
 }
 
 

@@ -1,0 +1,123 @@
+"""`--format onnx`: encoder.onnx and decoder.onnx, for any batch size, float32.
+
+    encoder.onnx   x (batch, C, H, W) in [0, 1]  ->  mu, logvar (batch, D)      vaekit.encode
+    decoder.onnx   z (batch, D)  ->  params (the likelihood's, e.g. Bernoulli logits),
+                                     mean (images in [0, 1])                   vaekit.decode
+
+Every registered model exports (tried: mlp, conv, resconv, iwae-1l, iwae-2l, hvae):
+their `encode` and `decode` are deterministic feed-forward functions. For the
+hierarchical ones (hvae, iwae-2l) decode is what `vaekit.decode` computes, the
+lower latent groups at their means given the top one; ancestral sampling, which
+draws noise for every group, stays `vaekit sample`'s. A model whose networks do
+not trace (one registered by a user, say) is refused with the exporter's reason.
+Each file's metadata names the model, its image shape and the vaekit version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vaekit import api
+from vaekit._version import __version__
+from vaekit.errors import ConfigError
+from vaekit.export.options import ExportOptions
+from vaekit.extras import require
+from vaekit.files import write_atomic
+from vaekit.models import VAE
+
+ENCODER = "encoder.onnx"
+DECODER = "decoder.onnx"
+
+
+class Encoder(nn.Module):
+    """x -> (mu, logvar) of q(z|x): the graph of encoder.onnx."""
+
+    def __init__(self, model: VAE) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.encode(x)
+
+
+class Decoder(nn.Module):
+    """z -> (params of p(x|z), their mean image): the graph of decoder.onnx."""
+
+    def __init__(self, model: VAE) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        params = self.model.decode(z)
+        return params, self.model.likelihood.mean(params)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """The exporter's chatter (deprecations, absent torchvision ops) off the user's screen."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "onnxscript")]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
+
+
+def export_graph(
+    module: nn.Module, example: torch.Tensor, names: tuple[list[str], list[str]], path: Path
+) -> Path:
+    """One graph with a dynamic batch dimension, written atomically to `path`."""
+    onnx = require("onnx", "onnx", "--format onnx")
+    require("onnxscript", "onnx", "--format onnx")  # torch's exporter writes graphs with it
+    (inputs, outputs), model = names, module.model
+    try:
+        with _quiet():
+            program = torch.onnx.export(
+                module,
+                (example,),
+                input_names=inputs,
+                output_names=outputs,
+                dynamic_shapes=({0: torch.export.Dim("batch")},),
+                dynamo=True,
+                verbose=False,
+            )
+            program.optimize()
+    except Exception as exc:  # the exporter's own error types vary between torch versions
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"model {model.run_config.model.name} does not export: {first}") from None
+    proto = program.model_proto
+    onnx.helper.set_model_props(
+        proto,
+        {
+            "vaekit_version": __version__,
+            "model": model.run_config.model.name,
+            "image_shape": "x".join(str(n) for n in model.image_shape),
+            "likelihood": model.run_config.model.likelihood,
+        },
+    )
+    return write_atomic(path, proto.SerializeToString())
+
+
+def write(source: Path, out: Path, options: ExportOptions) -> list[Path]:
+    """encoder.onnx and decoder.onnx of the model in `source`, into the folder `out`."""
+    model = api.load(source, "cpu")
+    out.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand((2, *model.image_shape), generator=generator)  # batch 2: 1 would specialise
+    z = torch.randn((2, model.latent_dim), generator=generator)
+    return [
+        export_graph(Encoder(model), x, (["x"], ["mu", "logvar"]), out / ENCODER),
+        export_graph(Decoder(model), z, (["z"], ["params", "mean"]), out / DECODER),
+    ]
