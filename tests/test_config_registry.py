@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from vaekit.cli import build_parser, main
+from vaekit.cli import main
+from vaekit.cli.parser import build_parser
 from vaekit.config import DataConfig, EvalConfig, RunConfig, TrainConfig, registry
 from vaekit.config.families import ModelConfig, family_class
 from vaekit.config.flags import config_flags
@@ -257,11 +258,12 @@ def test_a_flag_the_family_lacks_is_a_one_line_error(argv, words, capsys):
 
 
 def test_model_flags_reach_the_family_config():
-    from vaekit.cli import _overrides, base_config
+    from vaekit.cli.commands import base_config
+    from vaekit.cli.parser import overrides
     from vaekit.config import HVAEConfig, apply_overrides
 
     argv = ["train", "--model", "hvae", "--groups", "2", "--latent-dim", "5", "--sigma", "0.2"]
     args = build_parser().parse_args(argv)
-    config = apply_overrides(base_config(args), _overrides(args))
+    config = apply_overrides(base_config(args), overrides(args))
     assert config.model == HVAEConfig(groups=2, latent_dim=5, sigma=0.2)
     assert RunConfig.from_dict(config.to_dict()) == config

@@ -55,7 +55,8 @@ def config_flags() -> list[Flag]:
         per_family = by_model_field[f.name]
         families = None if len(per_family) == len(MODEL) else tuple(per_family)
         if f.name == "name":  # each family's own name is its default: show the run's default
-            help_text = f"{f.metadata['help']} (default: {DEFAULT_FAMILY})"
+            names_list = ", ".join(MODEL.names())
+            help_text = f"model architecture: {names_list} (default: {DEFAULT_FAMILY})"
         else:
             help_text = _model_help(per_family)
         out.append(Flag(section, f, names, help_text, choices, families))

@@ -9,6 +9,7 @@ is not declared; `tests/test_config_registry.py` checks that the two agree exact
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Iterator
 from types import MappingProxyType
 from typing import Any
@@ -68,8 +69,11 @@ class Registry:
         return implementation
 
     def unknown(self, name: object) -> str:
-        """The one-line message for a name that is not a choice."""
-        return f"unknown {self.kind} {name!r}; known {self.kind}s: {', '.join(sorted(self))}"
+        """The one-line message for a name that is not a choice, with the nearest one."""
+        known = sorted(self)
+        message = f"unknown {self.kind} {name!r}; known {self.kind}s: {', '.join(known)}"
+        near = difflib.get_close_matches(str(name), known, n=1, cutoff=0.5)
+        return f"{message}; did you mean {near[0]}?" if near else message
 
     def check(self, name: object) -> None:
         if name not in self._declared:

@@ -11,7 +11,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from vaekit import checkpoint
 from vaekit.errors import ConfigError
 from vaekit.runfolder import RunFolder
 
@@ -33,6 +32,8 @@ def path(name: str) -> Path:
 
 def figures(name: str) -> dict[str, Any]:
     """The evaluation figures stored with a pretrained model."""
+    from vaekit import checkpoint  # torch: not for the names the command line's help lists
+
     return checkpoint.load(path(name)).progress.get("figures", {})
 
 
@@ -48,6 +49,8 @@ def export(
     `half` stores the weights as float16 (half the size; they load back into float32),
     so figures meant to travel with them should come from evaluating the exported file.
     """
+    from vaekit import checkpoint
+
     run_dir = Path(run_dir)
     ckpt = checkpoint.load(run_dir)
     if half:
