@@ -60,7 +60,8 @@ def test_resume_continues_a_stopped_run_to_the_uninterrupted_weights_and_picture
     run = vaekit.resume(stopped, epochs=2, log=lines.append, progress=False)
     assert run == stopped
     assert lines[0] == f"Resuming {stopped} at epoch 1, batch {STOP_AFTER + 1} of 2"
-    assert [line.split(",")[0] for line in lines[1:]] == ["Epoch 1", "Epoch 2"]  # rest of 1
+    assert [line.split(",")[0] for line in lines[1:3]] == ["Epoch 1", "Epoch 2"]  # rest of 1
+    assert lines[3].startswith(f"{stopped / 'best.safetensors'} holds epoch")
     a, b = checkpoint.load(straight), checkpoint.load(run)
     assert a.progress == b.progress == {"epoch": 2, "batch": 0}
     assert b.config.train.epochs == 2 and b.config == a.config

@@ -28,6 +28,8 @@ from vaekit.files import write_atomic
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoint.safetensors"
+BEST = "best.safetensors"  # weights of the epoch with the lowest monitored loss
+PERIODIC = "checkpoint-epoch-{epoch:04d}.safetensors"  # --keep-every N
 EVAL = "eval.json"
 REPORT = "report.html"
 SAMPLES = "samples.png"

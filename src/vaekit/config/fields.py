@@ -14,7 +14,8 @@ from typing import Any
 
 from vaekit.errors import ConfigError
 
-ZERO_ALLOWED = {"warmup_epochs", "free_bits"}  # where 0 means "off"; seeds take any integer
+# where 0 means "off"; seeds take any integer
+ZERO_ALLOWED = {"warmup_epochs", "free_bits", "validation"}
 
 
 def opt(

@@ -51,6 +51,11 @@ class DataConfig:
         "auto", "folder images as grey or rgb (auto: as the files are)", choices=IMAGE_MODE
     )
     test_fraction: float = opt(0.1, "share of own data (folder:/npy:) held out as the test split")
+    validation: int = opt(
+        0,
+        "training examples held out as a validation split (the last N of the training split), "
+        "scored every epoch and used to pick best.safetensors; 0: none",
+    )
 
     def validate(self) -> None:
         check_values(self)
@@ -112,6 +117,9 @@ class TrainConfig:
     eval_batch_size: int = opt(1000, "examples per batch when measuring the test loss")
     max_grad_norm: float | None = opt(None, "clip gradients to this total norm (off when unset)")
     max_bad_steps: int = opt(20, "stop after this many non-finite steps in a row")
+    keep_every: int | None = opt(
+        None, "also keep the checkpoint of every N-th epoch (checkpoint-epoch-NNNN.safetensors)"
+    )
     pictures: bool = opt(True, "write samples.png and reconstructions.png at the end")
     plots: bool = opt(True, "write the latent-space plots and report.html at the end")
     tracking: str | None = opt(

@@ -14,6 +14,7 @@ from vaekit.data.sources import (
 )
 from vaekit.data.splits import (
     BINARIZE,
+    VALIDATION,
     Split,
     binarize_images,
     check_dataset_name,
@@ -31,6 +32,7 @@ from vaekit.data.splits import (
 __all__ = [
     "BINARIZE",
     "DATASETS",
+    "VALIDATION",
     "DatasetSpec",
     "FileSpec",
     "Split",

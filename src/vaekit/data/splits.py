@@ -20,7 +20,7 @@ from vaekit.config.registry import BINARIZE as BINARIZE_PROTOCOLS
 from vaekit.data.idx import read_idx
 from vaekit.data.sources import DATASETS, cache_dir, fetch, find_files, missing_message
 from vaekit.data.userdata import load_user_data
-from vaekit.errors import DataError
+from vaekit.errors import ConfigError, DataError
 
 
 @dataclass
@@ -46,17 +46,41 @@ class Split:
 
 
 def load_data(config: DataConfig, split: str, data_dir: str | Path | None = None) -> Split:
-    """One split as a run's data config describes it (source, protocol, limit)."""
-    return load_split(
+    """One split as a run's data config describes it (source, protocol, limit).
+
+    With `config.validation` = N, "validation" is the last N examples of the training
+    split and "train" the rest, so choices made on it never see the test set.
+    """
+    source = "train" if split == VALIDATION else split
+    whole = load_split(
         config.dataset,
-        split,
+        source,
         data_dir or config.data_dir,
         config.download,
         config.binarize,
         image_size=config.image_size,
         image_mode=config.image_mode,
         test_fraction=config.test_fraction,
-    ).subset(config.limit)
+    )
+    if source == "train" and (config.validation or split == VALIDATION):
+        whole = hold_out(whole, config.validation, keep=split)
+    return whole.subset(config.limit)
+
+
+VALIDATION = "validation"
+
+
+def hold_out(train: Split, n: int, keep: str) -> Split:
+    """The training split without its last `n` examples ("train"), or those alone."""
+    if not 0 < n < len(train):
+        raise ConfigError(
+            f"--validation {n} must lie between 1 and {len(train) - 1}, the training "
+            f"examples less one"
+        )
+    cut = len(train) - n
+    if keep == VALIDATION:
+        return Split(train.images[cut:], train.labels[cut:])
+    return Split(train.images[:cut], train.labels[:cut])
 
 
 def load_split(

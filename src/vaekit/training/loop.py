@@ -18,14 +18,14 @@ from tqdm import tqdm
 
 from vaekit import checkpoint, distributed
 from vaekit.config import RunConfig
-from vaekit.data import Split, epoch_order, iterate_batches, load_data, model_input
+from vaekit.data import VALIDATION, Split, epoch_order, iterate_batches, load_data, model_input
 from vaekit.distributed import World, world_from_env
 from vaekit.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 from vaekit.evaluation.estimate import elbo_sums
 from vaekit.interrupts import stop_on_signals
 from vaekit.runfolder import RunFolder
 from vaekit.runtime import flush_denormals, resolve_device
-from vaekit.training import messages
+from vaekit.training import keep, messages
 from vaekit.training.observers import EpochObserver
 from vaekit.training.resume import resume_config
 from vaekit.training.state import TERMS, State, build_state, save_checkpoint
@@ -168,14 +168,17 @@ def _fit(
     progress: bool,
     observers: Sequence[EpochObserver],
 ) -> State:
-    train, test = (load_data(config.data, split).to(device) for split in ("train", "test"))
+    train = load_data(config.data, "train").to(device)
+    scored = {"test": load_data(config.data, "test").to(device)}  # record prefix -> split
+    if config.data.validation:
+        scored["val"] = load_data(config.data, VALIDATION).to(device)
     folder.create()
     if world.is_main:
         folder.write_config(config)
         folder.repair_metrics(0 if ckpt is None else int(ckpt.progress["epoch"]))
     state = build_state(config, train.image_shape, ckpt, world)
-    if ckpt is not None:
-        log(_resume_line(state, folder))
+    for line in [_resume_line(state, folder)] if ckpt else []:
+        log(line)
     for line in messages.at_start(config, state.epoch):
         log(line)
     said: set[str] = set()
@@ -190,24 +193,42 @@ def _fit(
             lr = state.optimizer.param_groups[0]["lr"]  # the rate this epoch trained at
             train_stats = finish_epoch(state)
             save_checkpoint(state, folder.path, train.image_shape)
-            if world.is_main:  # rank 0 alone measures the test set and writes the run folder
-                test_stats = _test_metrics(state, test)
+            if world.is_main:  # rank 0 alone measures the held-out splits, writes the folder
                 record = {"epoch": state.epoch, "lr": lr, "seconds": round(seconds, 3)}
-                # the whole epoch: steps, checkpoint and test loss (what a user waits for)
-                record["epoch_seconds"] = round(time.perf_counter() - started, 3)
                 record |= {f"train_{k}": v for k, v in train_stats.items()}
-                record |= {f"test_{k}": v for k, v in test_stats.items()}
+                for prefix, split in scored.items():
+                    record |= {f"{prefix}_{k}": v for k, v in _test_metrics(state, split).items()}
+                # the whole epoch: steps, checkpoint and held-out losses (what a user waits for)
+                record["epoch_seconds"] = round(time.perf_counter() - started, 3)
                 folder.append_metrics(record)
-                for observer in observers:
-                    observer.on_epoch(record, state.model, folder.path)
-                train_loss, test_loss = train_stats["loss"], test_stats["loss"]
-                log(f"Epoch {state.epoch}, Loss: {train_loss:.4f}, Test loss: {test_loss:.4f}")
-                for line in messages.after_epoch(config, train_loss, said):
-                    log(line)
+                keep.keep(state, folder, record)
+                _tell(record, state, folder, observers, log, said)
             if world.any(bool(stop), device) and state.epoch < config.train.epochs:
                 raise _interrupted(stop, f"after epoch {state.epoch}", folder)
     world.barrier()
+    if world.is_main and (line := keep.summary(state, folder)):
+        log(line)
     return state
+
+
+def _tell(
+    record: dict[str, Any],
+    state: State,
+    folder: RunFolder,
+    observers: Sequence[EpochObserver],
+    log: Callable[[str], None],
+    said: set[str],
+) -> None:
+    """The epoch's line (the seed notebook's printout), its explanations, the observers."""
+    for observer in observers:
+        observer.on_epoch(record, state.model, folder.path)
+    line = f"Epoch {state.epoch}, Loss: {record['train_loss']:.4f}, "
+    line += f"Test loss: {record['test_loss']:.4f}"
+    if "val_loss" in record:
+        line += f", Validation loss: {record['val_loss']:.4f}"
+    log(line)
+    for text in messages.after_epoch(state.config, record["train_loss"], said):
+        log(text)
 
 
 def _test_metrics(state: State, test: Split) -> dict[str, float]:

@@ -18,6 +18,7 @@ RESUMABLE_OVERRIDES = {
     "data_dir",
     "download",
     "eval_batch_size",
+    "keep_every",
     "tracking",  # experiment trackers watch a run; they do not define it
     "tracking_uri",
 }
