@@ -110,6 +110,9 @@ SCHEDULE = Registry(
     "schedule", ("constant", "iwae", "exponential"), implemented_by="vaekit.schedules"
 )
 OBJECTIVE = Registry("objective", ("elbo", "iwae"), implemented_by="vaekit.objectives")
+# p(z) and q(z|x) of the one-group models: each name builds a module the model holds.
+PRIOR = Registry("prior", ("normal", "vamp"), implemented_by="vaekit.models.latent")
+FLOW = Registry("flow", ("none", "planar", "iaf"), implemented_by="vaekit.models.latent")
 DATASET = Registry("dataset", ("mnist", "fashion-mnist"), implemented_by="vaekit.data.sources")
 # The user's own data, written `KIND:PATH` (`folder:~/pictures`, `npy:x.npy`).
 DATA_SOURCE = Registry("data source", ("folder", "npy"), implemented_by="vaekit.data.userdata")
@@ -124,6 +127,8 @@ ALL = (
     LIKELIHOOD,
     SCHEDULE,
     OBJECTIVE,
+    PRIOR,
+    FLOW,
     DATASET,
     DATA_SOURCE,
     PRECISION,

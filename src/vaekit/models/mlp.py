@@ -35,8 +35,15 @@ class MLPVAE(VAE):
         self.fc4 = nn.Linear(config.hidden_dim, math.prod(self.output_shape))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encode_context(x)[:2]
+
+    @property
+    def context_dim(self) -> int:
+        return self.fc1.out_features
+
+    def encode_context(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         h = torch.relu(self.fc1(x.flatten(1)))
-        return self.fc_mu(h), self.fc_logvar(h)
+        return self.fc_mu(h), self.fc_logvar(h), h
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         h = torch.relu(self.fc3(z))

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vaekit.config.families.base import ModelConfig, family_name, model_family
+from vaekit.config.families.base import family_name, model_family
+from vaekit.config.families.latent import OneGroupConfig
 from vaekit.config.fields import opt
 
 
 @model_family
 @dataclass
-class MLPConfig(ModelConfig):
+class MLPConfig(OneGroupConfig):
     """x -> hidden (ReLU) -> z -> hidden (ReLU) -> x, as in the seed notebook."""
 
     name: str = family_name("mlp")
