@@ -210,6 +210,8 @@ def evaluate_model(
         model, test, config, binarize, classifier, progress, grey.subset(config.limit).images
     )
     result.checkpoint, result.dataset, result.torch = source, run.data.dataset, torch.__version__
+    if model.classes:  # a conditional VAE scores each image given its label
+        result.extra["conditional"] = "-ELBO and -log p(x) are of x given its label: p(x | y)"
     _store(result, source, output)
     return result
 

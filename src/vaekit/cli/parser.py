@@ -89,6 +89,9 @@ def _sample(sub: Any) -> None:
         "-o", "--output", type=Path, default=Path("samples.png"), help="PNG file (samples.png)"
     )
     sample.add_argument("--seed", type=int, default=0, help="seed of the prior draws (default 0)")
+    sample.add_argument(
+        "--label", type=int, help="a conditional model's class for every image (default: random)"
+    )
     _add_compute(sample)
 
 

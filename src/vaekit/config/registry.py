@@ -118,6 +118,7 @@ DATASET = Registry("dataset", ("mnist", "fashion-mnist"), implemented_by="vaekit
 DATA_SOURCE = Registry("data source", ("folder", "npy"), implemented_by="vaekit.data.userdata")
 PRECISION = Registry("precision", ("fp32", "bf16", "fp16"), implemented_by="vaekit.runtime")
 # Names whose meaning lives in one function's branches, not in a table of objects.
+CONDITION = Registry("condition", ("none", "label"))
 DEVICE = Registry("device", ("auto", "cpu", "cuda"))
 BINARIZE = Registry("binarisation protocol", ("none", "dynamic", "static"))
 IMAGE_MODE = Registry("image mode", ("auto", "grey", "rgb"))
@@ -132,6 +133,7 @@ ALL = (
     DATASET,
     DATA_SOURCE,
     PRECISION,
+    CONDITION,
     DEVICE,
     BINARIZE,
     IMAGE_MODE,

@@ -92,6 +92,7 @@ class VAE(nn.Module):
         # `vaekit.models.latent.attach` may set these: a learned prior, a flow on q(z|x).
         self.prior: nn.Module | None = None
         self.flow: nn.Module | None = None
+        self.classes = 0  # a conditional model's label count (its family sets it)
 
     @property
     def noise_dim(self) -> int:
@@ -105,6 +106,27 @@ class VAE(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, D) -> parameters of p(x|z), (B, P*C, H, W) (logits for Bernoulli)."""
         raise NotImplementedError
+
+    def with_label(self, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """t (..., F) with the one-hot label appended, for a conditional model (Sohn et al.
+        2015); a missing label is all zeros (no class given); unconditional: t itself."""
+        if not self.classes:
+            return t
+        onehot = t.new_zeros(*t.shape[:-1], self.classes)
+        if y is not None:
+            onehot = onehot + nn.functional.one_hot(y.long(), self.classes).to(t.dtype)
+        return torch.cat([t, onehot], dim=-1)
+
+    def _label(self, y: torch.Tensor | None, k: int | None = None) -> tuple[torch.Tensor, ...]:
+        """What encode/decode take besides their input: (y,) for a conditional model."""
+        if y is None or not self.classes:
+            return ()
+        return (y,) if k is None else (y.repeat_interleave(k),)
+
+    def condition(self, labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """The keyword a forward pass takes for these labels: {"y": labels} for a conditional
+        model, else nothing, so callers with labels at hand need not know which it is."""
+        return {"y": labels} if self.classes and labels is not None else {}
 
     @property
     def context_dim(self) -> int:
@@ -174,15 +196,17 @@ class VAE(nn.Module):
         generator: torch.Generator | None = None,
         noise: torch.Tensor | None = None,
         k: int | None = None,
+        y: torch.Tensor | None = None,
     ) -> VAEOutput:
         """q(z|x), a sample, p(x|z); with k, k samples per example as (B, k, ...).
 
-        The encoder runs once per example whatever k is.
+        The encoder runs once per example whatever k is. y: the labels (B,) a
+        conditional model takes (ignored by the others).
         """
         if self.flow is None:
-            mu, logvar, context = (*self.encode(x), None)
+            mu, logvar, context = (*self.encode(x, *self._label(y)), None)
         else:
-            mu, logvar, context = self.encode_context(x)
+            mu, logvar, context = self.encode_context(x, *self._label(y))
         if k is not None:
             mu, logvar = self.with_sample_dim(mu, logvar)
             context = None if context is None else context[:, None]
@@ -192,8 +216,9 @@ class VAE(nn.Module):
             self.reparameterize(mu, logvar, generator, noise), mu, logvar, context
         )
         if k is None:
-            return VAEOutput([latent], self.decode(latent.z))
-        params = self.decode(latent.z.flatten(0, 1)).unflatten(0, (x.shape[0], k))
+            return VAEOutput([latent], self.decode(latent.z, *self._label(y)))
+        params = self.decode(latent.z.flatten(0, 1), *self._label(y, k))
+        params = params.unflatten(0, (x.shape[0], k))
         return VAEOutput([latent], params)
 
     def latent_group(
@@ -224,14 +249,20 @@ class VAE(nn.Module):
             n, self.latent_dim, generator=generator, device=weight.device, dtype=weight.dtype
         )
 
-    def generate(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Parameters of p(x|z) for n draws z ~ p(z): what `sample` pictures show."""
-        return self.decode(self.prior_sample(n, generator))
+    def generate(
+        self, n: int, generator: torch.Generator | None = None, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Parameters of p(x|z) for n draws z ~ p(z): what `sample` pictures show. A
+        conditional model decodes labels y (n,), drawn uniformly when not given."""
+        z = self.prior_sample(n, generator)
+        if self.classes and y is None:
+            y = torch.randint(self.classes, (n,), generator=generator, device=z.device)
+        return self.decode(z, *self._label(y))
 
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Parameters of p(x|z) at the posterior mean: the model's best reconstruction."""
-        mu, _ = self.encode(x)
-        return self.decode(mu)
+        mu, _ = self.encode(x, *self._label(y))
+        return self.decode(mu, *self._label(y))
 
 
 class EncoderDecoderVAE(VAE):
