@@ -457,7 +457,10 @@ def test_saved_checkpoints_are_version_2_with_only_the_familys_fields(saved: Pat
     metadata = safe_open(str(saved), "pt").metadata()
     assert metadata["format_version"] == "2" == str(checkpoint.FORMAT_VERSION)
     model = json.loads(metadata["config"])["model"]
-    assert set(model) == {"name", "latent_dim", "hidden_dim", "likelihood", "sigma"}
+    assert set(model) == {"name", "latent_dim", "hidden_dim", "likelihood", "sigma"} | {
+        *("prior", "pseudo_inputs", "flow", "flow_steps"),  # the one-group latent options
+        *("condition", "classes"),  # the MLP's conditional VAE
+    }
 
 
 def test_the_shipped_pretrained_files_are_version_1_and_load_migrated(tmp_path: Path):

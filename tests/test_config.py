@@ -339,12 +339,13 @@ def test_apply_overrides_unknown_section():
 
 def test_each_family_saves_only_its_own_fields():
     common = {"name", "likelihood", "sigma", "latent_dim", "hidden_dim"}
+    one_group = common | {"prior", "pseudo_inputs", "flow", "flow_steps"}
     expected = {
-        "mlp": common,
-        "conv": common | {"channels"},
-        "resconv": common | {"channels"},
+        "mlp": one_group | {"condition", "classes"},
+        "conv": one_group | {"channels"},
+        "resconv": one_group | {"channels"},
         "hvae": common | {"groups"},
-        "iwae-1l": common,
+        "iwae-1l": one_group,
         "iwae-2l": common,
     }
     assert set(MODEL) == set(expected)

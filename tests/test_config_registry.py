@@ -232,7 +232,11 @@ def test_model_flags_are_the_union_and_say_which_families_they_apply_to():
     assert set(flags) == {"--model", "--latent-dim", "--hidden-dim", "--channels", "--groups"} | {
         "--likelihood",
         "--sigma",
+        *("--prior", "--pseudo-inputs", "--flow", "--flow-steps", "--condition", "--classes"),
     }
+    assert flags["--condition"].families == ("mlp",)
+    assert flags["--prior"].families == ("mlp", "conv", "resconv", "iwae-1l")
+    assert flags["--flow"].choices == registry.FLOW.names()
     assert flags["--groups"].families == ("hvae",)
     assert flags["--groups"].help.startswith("hvae: ")
     assert flags["--channels"].families == ("conv", "resconv")

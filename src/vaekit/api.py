@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from vaekit import checkpoint, fid, inputs, pictures, pretrained, runfolder, tracking
+from vaekit import checkpoint, fid, gmm, inputs, pictures, pretrained, runfolder, tracking
 from vaekit.config import EvalConfig, RunConfig
 from vaekit.data import Split, load_data, to_unit
 from vaekit.distributed import world_from_env
@@ -149,6 +149,25 @@ def decode(model: VAE | str | Path, z: inputs.ArrayLike) -> torch.Tensor:
         return model.likelihood.mean(model.decode(z).float())
 
 
+def sample_gmm(
+    model: VAE | str | Path,
+    n: int,
+    seed: int = 0,
+    components: int = 10,
+    data_dir: str | Path | None = None,
+) -> torch.Tensor:
+    """n images decoded from a Gaussian mixture fitted to the posterior means of the
+    run's training images (`vaekit.gmm`) instead of the prior: (n, C, H, W) in [0, 1]."""
+    model = _model(model)
+    device = next(model.parameters()).device
+    train = load_data(model.run_config.data, "train", data_dir).to(device)
+    mu, _ = evaluation.posterior_parameters(model, to_unit(train.images))
+    mixture = gmm.fit_gmm(mu, components, seed=seed)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    z = mixture.sample(n, generator).to(mu.dtype)
+    return decode(model, z)
+
+
 def _model(model: VAE | str | Path) -> VAE:
     return model if isinstance(model, VAE) else load(model)
 
@@ -210,6 +229,8 @@ def evaluate_model(
         model, test, config, binarize, classifier, progress, grey.subset(config.limit).images
     )
     result.checkpoint, result.dataset, result.torch = source, run.data.dataset, torch.__version__
+    if model.classes:  # a conditional VAE scores each image given its label
+        result.extra["conditional"] = "-ELBO and -log p(x) are of x given its label: p(x | y)"
     _store(result, source, output)
     return result
 

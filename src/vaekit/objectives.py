@@ -104,16 +104,25 @@ def latent_log_ratio(latent: Latent) -> torch.Tensor:
     """log p(z) - log q(z) at the group's sample: its share of the log importance weight."""
     z, q_mu, q_logvar = (at_least_fp32(t) for t in (latent.z, latent.q_mu, latent.q_logvar))
     prior = _prior(latent)
-    log_p = (
-        standard_normal_log_prob(z)
-        if prior is None
-        else gaussian_log_prob(z, *(at_least_fp32(t) for t in prior))
-    )
+    if latent.log_p is not None:
+        log_p = at_least_fp32(latent.log_p)
+    elif prior is None:
+        log_p = standard_normal_log_prob(z)
+    else:
+        log_p = gaussian_log_prob(z, *(at_least_fp32(t) for t in prior))
+    if latent.log_q is not None:
+        return log_p - at_least_fp32(latent.log_q)
     return log_p - gaussian_log_prob(z, q_mu, q_logvar)
 
 
 def latent_kl_per_dim(latent: Latent) -> torch.Tensor:
-    """KL(q || p) of one group per dimension, in closed form given the sampled parents."""
+    """KL(q || p) of one group per dimension, in closed form given the sampled parents.
+
+    A group scored by its own log densities (a flow, a mixture prior) has no split by
+    dimension: its one-sample estimate is shared evenly among the dimensions."""
+    if latent.log_p is not None or latent.log_q is not None:
+        per_example = -latent_log_ratio(latent)
+        return (per_example / latent.z.shape[-1]).unsqueeze(-1).expand(latent.z.shape)
     q_mu, q_logvar = at_least_fp32(latent.q_mu), at_least_fp32(latent.q_logvar)
     prior = _prior(latent)
     if prior is None:

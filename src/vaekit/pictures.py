@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vaekit.errors import ConfigError
 from vaekit.models import VAE
 from vaekit.runtime import inference
 
@@ -43,12 +44,19 @@ def save_png(pixels: np.ndarray, path: str | Path, scale: int = 1) -> Path:
     return path
 
 
-def sample(model: VAE, n: int = 64, seed: int = 0) -> torch.Tensor:
-    """n images decoded from z ~ p(z): the likelihood's means in [0, 1], (n, C, H, W)."""
+def sample(model: VAE, n: int = 64, seed: int = 0, label: int | None = None) -> torch.Tensor:
+    """n images decoded from z ~ p(z): the likelihood's means in [0, 1], (n, C, H, W).
+
+    `label`: a conditional model's class for every image (else drawn uniformly)."""
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
+    y = None if label is None else torch.full((n,), label, device=device)
+    if label is not None and not model.classes:
+        raise ConfigError("--label needs a conditional model (--condition label)")
+    if label is not None and not 0 <= label < model.classes:
+        raise ConfigError(f"--label must be in 0 .. {model.classes - 1}; got {label}")
     with inference(model):
-        return model.likelihood.mean(model.generate(n, generator).float())
+        return model.likelihood.mean(model.generate(n, generator, **model.condition(y)).float())
 
 
 def reconstruct(model: VAE, x: torch.Tensor) -> torch.Tensor:

@@ -81,7 +81,14 @@ def _positive(n: int, what: str) -> int:
 
 def cmd_sample(args: argparse.Namespace) -> None:
     model = api.load(_model_source(args), args.device)
-    images = pictures.sample(model, _positive(args.n, "-n"), args.seed)
+    n = _positive(args.n, "-n")
+    if args.sampler == "gmm":
+        if args.label is not None:
+            raise ConfigError("--label goes with the prior sampler, not --sampler gmm")
+        components = _positive(args.components, "--components")
+        images = api.sample_gmm(model, n, args.seed, components, args.data_dir)
+    else:
+        images = pictures.sample(model, n, args.seed, args.label)
     print(f"Wrote {pictures.save_png(pictures.grid(images), args.output, scale=2)}")
 
 
@@ -110,6 +117,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         f"binarize {result.binarize}, {result.config['precision']}, {result.device}"
     )
     print(report.format_table(report.eval_rows(result)))
+    if "conditional" in result.extra:
+        print(f"A conditional model: {result.extra['conditional']}")
     print(f"Wrote {result.extra['written']}")
     if "report" in result.extra:
         print(f"Updated {result.extra['report']}")

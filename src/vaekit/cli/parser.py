@@ -89,6 +89,20 @@ def _sample(sub: Any) -> None:
         "-o", "--output", type=Path, default=Path("samples.png"), help="PNG file (samples.png)"
     )
     sample.add_argument("--seed", type=int, default=0, help="seed of the prior draws (default 0)")
+    sample.add_argument(
+        "--label", type=int, help="a conditional model's class for every image (default: random)"
+    )
+    sample.add_argument(
+        "--sampler",
+        choices=("prior", "gmm"),
+        default="prior",
+        help="prior: z ~ p(z); gmm: z from a Gaussian mixture fitted to the training set's "
+        "posterior means (default prior)",
+    )
+    sample.add_argument(
+        "--components", type=int, default=10, help="gmm sampler: mixture components (default 10)"
+    )
+    sample.add_argument("--data-dir", help="gmm sampler: where the dataset's files are")
     _add_compute(sample)
 
 

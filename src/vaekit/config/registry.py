@@ -110,11 +110,15 @@ SCHEDULE = Registry(
     "schedule", ("constant", "iwae", "exponential"), implemented_by="vaekit.schedules"
 )
 OBJECTIVE = Registry("objective", ("elbo", "iwae"), implemented_by="vaekit.objectives")
+# p(z) and q(z|x) of the one-group models: each name builds a module the model holds.
+PRIOR = Registry("prior", ("normal", "vamp"), implemented_by="vaekit.models.latent")
+FLOW = Registry("flow", ("none", "planar", "iaf"), implemented_by="vaekit.models.latent")
 DATASET = Registry("dataset", ("mnist", "fashion-mnist"), implemented_by="vaekit.data.sources")
 # The user's own data, written `KIND:PATH` (`folder:~/pictures`, `npy:x.npy`).
 DATA_SOURCE = Registry("data source", ("folder", "npy"), implemented_by="vaekit.data.userdata")
 PRECISION = Registry("precision", ("fp32", "bf16", "fp16"), implemented_by="vaekit.runtime")
 # Names whose meaning lives in one function's branches, not in a table of objects.
+CONDITION = Registry("condition", ("none", "label"))
 DEVICE = Registry("device", ("auto", "cpu", "cuda"))
 BINARIZE = Registry("binarisation protocol", ("none", "dynamic", "static"))
 IMAGE_MODE = Registry("image mode", ("auto", "grey", "rgb"))
@@ -124,9 +128,12 @@ ALL = (
     LIKELIHOOD,
     SCHEDULE,
     OBJECTIVE,
+    PRIOR,
+    FLOW,
     DATASET,
     DATA_SOURCE,
     PRECISION,
+    CONDITION,
     DEVICE,
     BINARIZE,
     IMAGE_MODE,

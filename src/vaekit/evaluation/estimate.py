@@ -38,6 +38,7 @@ def elbo_sums(
     seed: int = 0,
     precision: str = "fp32",
     binarize: str = "none",
+    labels: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Sums over `images` (uint8, N x C x H x W) of loss, recon and kl, as device scalars.
 
@@ -51,7 +52,8 @@ def elbo_sums(
     with inference(model), autocast(device, precision):
         for start in range(0, images.shape[0], batch_size):
             x = to_unit(images[start : start + batch_size])
-            out = model(x, generator)
+            y = None if labels is None else labels[start : start + batch_size].to(device)
+            out = model(x, generator, **model.condition(y))
             for key, value in negative_elbo(x, out, model.likelihood.nll).items():
                 sums[key] += value.sum()
     return sums
@@ -78,6 +80,7 @@ def importance_weighted_log_px(
     generator: torch.Generator | None = None,
     max_rows: int = 4096,
     precision: str = "fp32",
+    y: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The importance-weighted estimate of log p(x) for each image of x (B, ...) -> (B,).
 
@@ -87,7 +90,8 @@ def importance_weighted_log_px(
     samples (B x chunk) are decoded at once, whatever k is. Each chunk is one
     `model(x, k=n)` pass (the encoder once per image, the n samples decoded in one
     batch), scored by `objectives.log_weights` with the model's likelihood, so the
-    estimate scores exactly what training optimised, for every architecture.
+    estimate scores exactly what training optimised, for every architecture. With
+    labels y (B,), a conditional model's estimate is of log p(x|y).
     """
     device = x.device
     batch = x.shape[0]
@@ -96,7 +100,7 @@ def importance_weighted_log_px(
     for start in range(0, k, per_chunk):
         n = min(per_chunk, k - start)
         with autocast(device, precision):
-            out = model(x, generator, k=n)
+            out = model(x, generator, k=n, **model.condition(y))
         log_w = log_weights(x, out, model.likelihood.nll)
         running = torch.logaddexp(running, torch.logsumexp(log_w, dim=1).double())
     return (running - math.log(k)).to(torch.promote_types(x.dtype, torch.float32))
@@ -119,7 +123,11 @@ def posterior_parameters(
 
 
 def latent_statistics(
-    model: VAE, x: torch.Tensor, batch_size: int = 1000, precision: str = "fp32"
+    model: VAE,
+    x: torch.Tensor,
+    batch_size: int = 1000,
+    precision: str = "fp32",
+    labels: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     """Posterior means of every latent group and KL per dimension, for float images x.
 
@@ -131,7 +139,9 @@ def latent_statistics(
     with inference(model), autocast(x.device, precision):
         for start in range(0, x.shape[0], batch_size):
             batch = x[start : start + batch_size]
-            out = model(batch, noise=torch.zeros_like(model.noise(batch.shape[0])))
+            y = None if labels is None else labels[start : start + batch_size]
+            zeros = torch.zeros_like(model.noise(batch.shape[0]))
+            out = model(batch, noise=zeros, **model.condition(y))
             means.append(torch.cat([latent.q_mu.float() for latent in out.latents], dim=-1))
             kls.append(torch.cat([latent_kl_per_dim(lat).float() for lat in out.latents], -1))
             sizes = [latent.q_mu.shape[-1] for latent in out.latents]
@@ -178,15 +188,18 @@ def evaluate(
     timing: dict[str, float] = {}
     started = time.perf_counter()
 
-    sums = elbo_sums(model, images, config.batch_size, config.seed, config.precision)
+    labels = test.labels.to(device)
+    sums = elbo_sums(model, images, config.batch_size, config.seed, config.precision, labels=labels)
     elbo_terms = {key: value.item() / n for key, value in sums.items()}
     x = to_unit(images)
-    mu, kl_per_dim, group_sizes = latent_statistics(model, x, config.batch_size, config.precision)
+    mu, kl_per_dim, group_sizes = latent_statistics(
+        model, x, config.batch_size, config.precision, labels
+    )
     count, variance = active_units(mu)
     timing["elbo_seconds"] = time.perf_counter() - started
 
     mark = time.perf_counter()
-    log_px = importance_weighted_estimates(model, x, config, progress)
+    log_px = importance_weighted_estimates(model, x, config, progress, labels)
     timing["iwae_seconds"] = time.perf_counter() - mark
     nll = -log_px.double()
 
@@ -232,7 +245,11 @@ def evaluate(
 
 
 def importance_weighted_estimates(
-    model: VAE, x: torch.Tensor, config: EvalConfig, progress: bool = True
+    model: VAE,
+    x: torch.Tensor,
+    config: EvalConfig,
+    progress: bool = True,
+    labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """log p(x) estimates (N,) for float images x, in batches, with a progress bar."""
     device = x.device
@@ -250,9 +267,10 @@ def importance_weighted_estimates(
     with bar, inference(model), torch.inference_mode():
         for start in range(0, x.shape[0], batch_size):
             batch = x[start : start + batch_size]
+            y = None if labels is None else labels[start : start + batch_size]
             out.append(
                 importance_weighted_log_px(
-                    model, batch, config.k, generator, max_rows, precision=config.precision
+                    model, batch, config.k, generator, max_rows, config.precision, y
                 )
             )
             bar.update(batch.shape[0])

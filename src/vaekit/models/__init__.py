@@ -7,6 +7,7 @@ from vaekit.config.registry import MODEL
 from vaekit.likelihoods import get_likelihood
 from vaekit.models import conv, hvae, iwae, mlp, resconv  # noqa: F401  (importing registers them)
 from vaekit.models.base import VAE, Latent, VAEOutput
+from vaekit.models.latent import attach
 from vaekit.models.registry import MODELS, register
 
 __all__ = ["MODELS", "VAE", "Latent", "VAEOutput", "build_model", "register"]
@@ -17,4 +18,4 @@ def build_model(config: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
     network = MODEL.get(config.name)
     config.validate()
     likelihood = get_likelihood(config.likelihood, config.sigma)
-    return network(config, tuple(image_shape), likelihood)
+    return attach(network(config, tuple(image_shape), likelihood), config)

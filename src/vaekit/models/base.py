@@ -20,6 +20,7 @@ from torch import nn
 from vaekit.errors import ConfigError
 from vaekit.likelihoods import Likelihood, get_likelihood
 from vaekit.models.export import Op, module_ops
+from vaekit.objectives import gaussian_log_prob, standard_normal_log_prob
 
 
 @dataclass
@@ -37,6 +38,10 @@ class Latent:
     p_mu: torch.Tensor | None = None
     p_logvar: torch.Tensor | None = None
     analytic_kl: bool = True
+    # log q(z|x) and log p(z) at z, (...), where they are not the diagonal Gaussians
+    # above (a flow on q, a mixture prior): the objectives then use them as given.
+    log_q: torch.Tensor | None = None
+    log_p: torch.Tensor | None = None
 
 
 @dataclass
@@ -84,6 +89,10 @@ class VAE(nn.Module):
         # The decoder's output: params_per_channel maps per image channel.
         channels, height, width = self.image_shape
         self.output_shape = (channels * self.likelihood.params_per_channel, height, width)
+        # `vaekit.models.latent.attach` may set these: a learned prior, a flow on q(z|x).
+        self.prior: nn.Module | None = None
+        self.flow: nn.Module | None = None
+        self.classes = 0  # a conditional model's label count (its family sets it)
 
     @property
     def noise_dim(self) -> int:
@@ -97,6 +106,39 @@ class VAE(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, D) -> parameters of p(x|z), (B, P*C, H, W) (logits for Bernoulli)."""
         raise NotImplementedError
+
+    def with_label(self, t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """t (..., F) with the one-hot label appended, for a conditional model (Sohn et al.
+        2015); a missing label is all zeros (no class given); unconditional: t itself."""
+        if not self.classes:
+            return t
+        onehot = t.new_zeros(*t.shape[:-1], self.classes)
+        if y is not None:
+            onehot = onehot + nn.functional.one_hot(y.long(), self.classes).to(t.dtype)
+        return torch.cat([t, onehot], dim=-1)
+
+    def _label(self, y: torch.Tensor | None, k: int | None = None) -> tuple[torch.Tensor, ...]:
+        """What encode/decode take besides their input: (y,) for a conditional model."""
+        if y is None or not self.classes:
+            return ()
+        return (y,) if k is None else (y.repeat_interleave(k),)
+
+    def condition(self, labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """The keyword a forward pass takes for these labels: {"y": labels} for a conditional
+        model, else nothing, so callers with labels at hand need not know which it is."""
+        return {"y": labels} if self.classes and labels is not None else {}
+
+    @property
+    def context_dim(self) -> int:
+        """Size of the features `encode_context` hands a flow."""
+        return 2 * self.latent_dim
+
+    def encode_context(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """q(z|x)'s mean and log-variance and the encoder's features h, which a flow's
+        parameters depend on (Kingma et al. 2016, fig. 2); families override it with their
+        last hidden layer, this default is (mu, logvar) side by side."""
+        mu, logvar = self.encode(x)
+        return mu, logvar, torch.cat([mu, logvar], dim=-1)
 
     def decoder_ops(self) -> list[Op]:
         """`decode` for one code as operations, z (D,) -> p(x|z)'s parameters (P*C, H, W):
@@ -154,36 +196,73 @@ class VAE(nn.Module):
         generator: torch.Generator | None = None,
         noise: torch.Tensor | None = None,
         k: int | None = None,
+        y: torch.Tensor | None = None,
     ) -> VAEOutput:
         """q(z|x), a sample, p(x|z); with k, k samples per example as (B, k, ...).
 
-        The encoder runs once per example whatever k is.
+        The encoder runs once per example whatever k is. y: the labels (B,) a
+        conditional model takes (ignored by the others).
         """
-        mu, logvar = self.encode(x)
+        if self.flow is None:
+            mu, logvar, context = (*self.encode(x, *self._label(y)), None)
+        else:
+            mu, logvar, context = self.encode_context(x, *self._label(y))
+        if k is not None:
+            mu, logvar = self.with_sample_dim(mu, logvar)
+            context = None if context is None else context[:, None]
+            if noise is None:
+                noise = self.noise(x.shape[0], k, generator).to(mu.dtype)
+        latent = self.latent_group(
+            self.reparameterize(mu, logvar, generator, noise), mu, logvar, context
+        )
         if k is None:
-            z = self.reparameterize(mu, logvar, generator, noise)
-            return VAEOutput([Latent(z, mu, logvar)], self.decode(z))
-        mu, logvar = self.with_sample_dim(mu, logvar)
-        if noise is None:
-            noise = self.noise(x.shape[0], k, generator).to(mu.dtype)
-        z = self.reparameterize(mu, logvar, noise=noise)
-        params = self.decode(z.flatten(0, 1)).unflatten(0, (x.shape[0], k))
-        return VAEOutput([Latent(z, mu, logvar)], params)
+            return VAEOutput([latent], self.decode(latent.z, *self._label(y)))
+        params = self.decode(latent.z.flatten(0, 1), *self._label(y, k))
+        params = params.unflatten(0, (x.shape[0], k))
+        return VAEOutput([latent], params)
+
+    def latent_group(
+        self, z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, context: torch.Tensor | None
+    ) -> Latent:
+        """The group for a Gaussian sample z; with a flow or a learned prior, z pushed through
+        the flow and log q(z|x) = log N(z_0; mu, sigma^2) - log|det| (Rezende & Mohamed 2015,
+        eq. 7) and log p(z) given, the KL then estimated from the sample."""
+        if self.prior is None and self.flow is None:
+            return Latent(z, mu, logvar)
+        log_q = gaussian_log_prob(z, mu, logvar)
+        if self.flow is not None:
+            z, log_det = self.flow(z, context)
+            log_q = log_q - log_det
+        log_p = (
+            standard_normal_log_prob(z)
+            if self.prior is None
+            else self.prior.log_prob(z, self.encode)
+        )
+        return Latent(z, mu, logvar, log_q=log_q, log_p=log_p, analytic_kl=False)
 
     def prior_sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n draws z ~ p(z): N(0, I), or the learned prior's own sampler."""
+        if self.prior is not None:
+            return self.prior.sample(n, self.encode, generator)
         weight = next(self.parameters())
         return torch.randn(
             n, self.latent_dim, generator=generator, device=weight.device, dtype=weight.dtype
         )
 
-    def generate(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Parameters of p(x|z) for n draws z ~ p(z): what `sample` pictures show."""
-        return self.decode(self.prior_sample(n, generator))
+    def generate(
+        self, n: int, generator: torch.Generator | None = None, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Parameters of p(x|z) for n draws z ~ p(z): what `sample` pictures show. A
+        conditional model decodes labels y (n,), drawn uniformly when not given."""
+        z = self.prior_sample(n, generator)
+        if self.classes and y is None:
+            y = torch.randint(self.classes, (n,), generator=generator, device=z.device)
+        return self.decode(z, *self._label(y))
 
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Parameters of p(x|z) at the posterior mean: the model's best reconstruction."""
-        mu, _ = self.encode(x)
-        return self.decode(mu)
+        mu, _ = self.encode(x, *self._label(y))
+        return self.decode(mu, *self._label(y))
 
 
 class EncoderDecoderVAE(VAE):
@@ -200,6 +279,14 @@ class EncoderDecoderVAE(VAE):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
+
+    @property
+    def context_dim(self) -> int:
+        return self.fc_mu.in_features
+
+    def encode_context(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        h = self.encoder(x)
+        return self.fc_mu(h), self.fc_logvar(h), h
 
     def decoder_ops(self) -> list[Op]:
         return module_ops(self.decoder)

@@ -61,6 +61,14 @@ class IWAE1L(VAE):
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.encoder(x.flatten(1))
 
+    @property
+    def context_dim(self) -> int:
+        return self.encoder.mu.in_features
+
+    def encode_context(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        h = self.encoder.body(x.flatten(1))
+        return self.encoder.mu(h), self.encoder.logvar(h), h
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z).view(-1, *self.output_shape)
 

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from vaekit.config import MLPConfig
+from vaekit.errors import ConfigError
 from vaekit.likelihoods import Likelihood
 from vaekit.models.base import VAE
 from vaekit.models.export import Op, linear, reshape
@@ -27,20 +28,34 @@ class MLPVAE(VAE):
         self, config: MLPConfig, image_shape: tuple[int, int, int], likelihood: Likelihood
     ) -> None:
         super().__init__(image_shape, config.latent_dim, likelihood)
+        self.classes = config.classes if config.condition == "label" else 0
         input_dim = math.prod(image_shape)
-        self.fc1 = nn.Linear(input_dim, config.hidden_dim)
+        self.fc1 = nn.Linear(input_dim + self.classes, config.hidden_dim)
         self.fc_mu = nn.Linear(config.hidden_dim, config.latent_dim)
         self.fc_logvar = nn.Linear(config.hidden_dim, config.latent_dim)
-        self.fc3 = nn.Linear(config.latent_dim, config.hidden_dim)
+        self.fc3 = nn.Linear(config.latent_dim + self.classes, config.hidden_dim)
         self.fc4 = nn.Linear(config.hidden_dim, math.prod(self.output_shape))
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = torch.relu(self.fc1(x.flatten(1)))
-        return self.fc_mu(h), self.fc_logvar(h)
+    def encode(
+        self, x: torch.Tensor, y: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encode_context(x, y)[:2]
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.fc3(z))
+    @property
+    def context_dim(self) -> int:
+        return self.fc1.out_features
+
+    def encode_context(
+        self, x: torch.Tensor, y: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        h = torch.relu(self.fc1(self.with_label(x.flatten(1), y)))
+        return self.fc_mu(h), self.fc_logvar(h), h
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        h = torch.relu(self.fc3(self.with_label(z, y)))
         return self.fc4(h).view(-1, *self.output_shape)
 
     def decoder_ops(self) -> list[Op]:
+        if self.classes:
+            raise ConfigError("the conditional MLP's decoder needs a label: no explorer page")
         return [linear(self.fc3), {"op": "relu"}, linear(self.fc4), reshape(self.output_shape)]

@@ -58,7 +58,11 @@ def train_epoch(state: State, train: Split, run_dir: Path, stop: Any, progress: 
     for group in state.optimizer.param_groups:
         group["lr"] = learning_rate(state.config, state.epoch)
     bar = tqdm(
-        iterate_batches(train.images, cfg.batch_size, order),
+        zip(
+            iterate_batches(train.images, cfg.batch_size, order),
+            iterate_batches(train.labels, cfg.batch_size, order),
+            strict=True,
+        ),
         total=total,
         initial=state.batch,
         desc=f"epoch {state.epoch + 1}",
@@ -67,13 +71,14 @@ def train_epoch(state: State, train: Split, run_dir: Path, stop: Any, progress: 
     )
     world = state.world
     k = state.config.objective.samples_per_example()
-    for images in bar:
+    for images, labels in bar:
         # Inputs and noise for the global batch, identical on every rank; each rank
         # then trains on its slice (see vaekit.distributed).
         x = model_input(images, state.config.data.binarize)
         noise = state.model.noise(x.shape[0], k)
         weight = kl_weight(state.config, state.epoch + state.batch / total)
-        loss = train_step(state, world.shard(x), world.shard(noise), weight)
+        labels = world.shard(labels.to(x.device))
+        loss = train_step(state, world.shard(x), world.shard(noise), weight, labels)
         state.batch += 1
         if state.batch % DIVERGENCE_CHECK_EVERY == 0:
             check_divergence(state, run_dir)
@@ -241,5 +246,6 @@ def _test_metrics(state: State, test: Split) -> dict[str, float]:
         cfg.seed,
         cfg.precision,
         binarize=data.binarize,
+        labels=test.labels,
     )
     return {key: value.item() / len(test) for key, value in sums.items()}

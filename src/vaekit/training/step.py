@@ -38,7 +38,11 @@ def learning_rate(config: RunConfig, epoch: int) -> float:
 
 
 def train_step(
-    state: State, x: torch.Tensor, noise: torch.Tensor | None = None, weight: float = 1.0
+    state: State,
+    x: torch.Tensor,
+    noise: torch.Tensor | None = None,
+    weight: float = 1.0,
+    labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One optimiser step on a float batch, skipped when the loss or a gradient is not finite
     (or, with --skip-grad-norm, too large). `weight` multiplies the KL (beta, warm-up).
@@ -48,7 +52,7 @@ def train_step(
     cfg, objective = state.config.train, state.config.objective
     k = objective.samples_per_example()
     with autocast(state.device, cfg.precision):
-        out = state.net(x, noise=noise, k=k)
+        out = state.net(x, noise=noise, k=k, **state.model.condition(labels))
     terms = training_terms(
         x, out, state.model.likelihood.nll, objective.objective, weight, objective.free_bits
     )

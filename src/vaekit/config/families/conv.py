@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vaekit.config.families.base import ModelConfig, family_name, model_family
+from vaekit.config.families.base import family_name, model_family
+from vaekit.config.families.latent import OneGroupConfig
 from vaekit.config.fields import opt
 
 
 @model_family
 @dataclass
-class ConvConfig(ModelConfig):
+class ConvConfig(OneGroupConfig):
     """Two stride-2 convolutions -> a dense layer -> z; the decoder mirrors it."""
 
     name: str = family_name("conv")

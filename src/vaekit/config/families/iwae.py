@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vaekit.config.families.base import ModelConfig, family_name, model_family
+from vaekit.config.families.latent import OneGroupConfig
 from vaekit.config.fields import opt
 
 
 @model_family
 @dataclass
-class IWAE1LConfig(ModelConfig):
+class IWAE1LConfig(OneGroupConfig):
     """One stochastic layer: x -> hidden -> hidden (tanh) -> z, and back the same way."""
 
     name: str = family_name("iwae-1l")

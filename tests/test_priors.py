@@ -1,0 +1,72 @@
+"""The VampPrior (Tomczak & Welling 2018): mixture density and sampling by hand, and a
+short run of a model that uses it, through training, the estimate and sampling."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from vaekit.config import model_config
+from vaekit.evaluation import estimate as ev
+from vaekit.models import build_model
+from vaekit.priors import mixture_log_prob, mixture_moments, mixture_sample
+
+
+def test_mixture_log_prob_matches_a_hand_computed_mixture():
+    mu = torch.tensor([[0.0, 1.0], [2.0, -1.0], [-1.0, 0.5]], dtype=torch.float64)
+    logvar = torch.tensor([[0.0, 0.5], [-1.0, 0.0], [0.3, -0.2]], dtype=torch.float64)
+    z = torch.tensor([[0.3, -0.4], [1.5, 2.0]], dtype=torch.float64)
+    expected = []
+    for point in z:
+        density = 0.0
+        for m, lv in zip(mu, logvar, strict=True):
+            var = lv.exp()
+            gauss = torch.exp(-0.5 * (point - m).pow(2) / var) / torch.sqrt(2 * math.pi * var)
+            density += gauss.prod().item() / 3
+        expected.append(math.log(density))
+    torch.testing.assert_close(mixture_log_prob(z, mu, logvar), torch.tensor(expected).double())
+    # broadcasting over a sample dimension: (B, k, D) -> (B, k)
+    assert mixture_log_prob(z[:, None].expand(2, 4, 2), mu, logvar).shape == (2, 4)
+
+
+def test_mixture_sampling_has_the_mixtures_mean_and_variance():
+    mu = torch.tensor([[-2.0, 0.0], [1.0, 3.0], [0.5, -1.0]])
+    logvar = torch.tensor([[-1.0, 0.0], [0.0, -2.0], [0.5, 0.2]])
+    draws = mixture_sample(mu, logvar, 200_000, torch.Generator().manual_seed(0))
+    mean, variance = mixture_moments(mu, logvar)
+    torch.testing.assert_close(draws.mean(0), mean, atol=0.02, rtol=0)
+    torch.testing.assert_close(draws.var(0), variance, atol=0.03, rtol=0.01)
+
+
+def _vamp():
+    torch.manual_seed(0)
+    config = model_config("mlp", prior="vamp", pseudo_inputs=7, latent_dim=3, hidden_dim=32)
+    return build_model(config, (1, 28, 28))
+
+
+def test_vamp_model_scores_z_by_the_mixture_of_its_pseudo_inputs_posteriors():
+    model = _vamp()
+    x = torch.rand(5, 1, 28, 28)
+    out = model(x, k=4)
+    latent = out.latents[0]
+    mu, logvar = model.encode(torch.sigmoid(model.prior.pseudo_inputs))
+    torch.testing.assert_close(latent.log_p, mixture_log_prob(latent.z, mu, logvar))
+    assert not latent.analytic_kl and model.prior_sample(6).shape == (6, 3)
+    assert sorted(k for k in model.state_dict() if k.startswith("prior")) == ["prior.pseudo_inputs"]
+
+
+def test_vamp_model_trains_and_is_evaluated(small_config, tmp_path):
+    from vaekit import api
+
+    config = small_config
+    config.model = model_config("mlp", prior="vamp", pseudo_inputs=20, latent_dim=4)
+    config.data.limit, config.train.epochs = 600, 1
+    run = api.train(config, tmp_path / "run", log=lambda _: None, progress=False)
+    model = api.load(run, "cpu")
+    assert model.prior is not None
+    x = torch.rand(8, 1, 28, 28).round()
+    log_px = ev.importance_weighted_log_px(model, x, 16, torch.Generator().manual_seed(0))
+    assert log_px.shape == (8,) and torch.isfinite(log_px).all()
+    pseudo = model.prior.pseudo_inputs.detach()
+    assert not torch.allclose(pseudo, torch.zeros_like(pseudo))
