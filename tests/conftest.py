@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -92,3 +92,17 @@ def untimed(run_dir: Path) -> list[dict]:
 @pytest.fixture
 def untimed_metrics() -> Callable[[Path], list[dict]]:
     return untimed
+
+
+# Every test (and every module-scoped fixture, and every subprocess) computes on torch's
+# default count, so results repeat exactly whatever the load: vaekit's own default follows
+# the idle cores, and the tests of that unset this.
+DEFAULT_THREADS = torch.get_num_threads()
+os.environ.setdefault("VAEKIT_THREADS", str(DEFAULT_THREADS))
+
+
+@pytest.fixture(autouse=True)
+def _threads_restored() -> Iterator[None]:
+    """A test that changed torch's thread count (an in-process command) gives it back."""
+    yield
+    torch.set_num_threads(DEFAULT_THREADS)

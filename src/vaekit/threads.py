@@ -50,8 +50,17 @@ def idle_cores(seconds: float = SAMPLE_SECONDS) -> float | None:
     return idle
 
 
+ENV = "VAEKIT_THREADS"  # pins the default (tests, and users who want repeatable digits)
+
+
 def choose(requested: int | None = None) -> int:
-    """The thread count for this process: `requested`, else the idle cores (at least 1)."""
+    """The thread count for this process: `requested`, else $VAEKIT_THREADS, else the
+    idle cores (at least 1). The count can change a result's last digits."""
+    if requested is None and os.environ.get(ENV):
+        try:
+            requested = int(os.environ[ENV])
+        except ValueError:
+            raise ConfigError(f"${ENV} must be a whole number; got {os.environ[ENV]!r}") from None
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cores = cores or 1
     if requested is not None:
@@ -73,3 +82,18 @@ def configure(requested: int | None = None) -> int:
 
     torch.set_num_threads(count)
     return count
+
+
+def for_run(stored: int | None, resuming: bool) -> tuple[int, str | None]:
+    """A training run's count: a fresh run chooses (and keeps it in its config); a resume
+    repeats the stored one, with a line when fewer cores are idle now than it uses."""
+    if stored is None or not resuming:
+        return choose(stored), None
+    idle = idle_cores()
+    if idle is not None and round(idle) < stored:
+        return stored, (
+            f"the run computes on {stored} threads (kept so the resume repeats its digits) but "
+            f"about {max(1, round(idle))} core(s) are idle: --threads {max(1, round(idle))} "
+            "resumes faster, with other last digits"
+        )
+    return stored, None

@@ -37,7 +37,8 @@ def _run(args: object) -> int | None:
     """Set the thread count, then import the commands (and torch) and run one."""
     from vaekit import threads
 
-    threads.configure(getattr(args, "threads", None) if args.command != "bench" else None)
+    if args.command not in ("train", "bench"):  # a run keeps its count in its config
+        threads.configure(getattr(args, "threads", None))
     from vaekit.cli import commands
 
     return commands.COMMANDS[args.command](args)

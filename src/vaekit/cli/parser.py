@@ -77,8 +77,7 @@ def _train(sub: Any) -> None:
         metavar="N",
         help="data-parallel processes on this machine (launches torchrun; see README)",
     )
-    _add_threads(train)
-    _add_config_flags(train)
+    _add_config_flags(train)  # --threads among them: a run keeps its count
 
 
 def _sample(sub: Any) -> None:

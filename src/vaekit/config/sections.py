@@ -117,6 +117,11 @@ class TrainConfig:
     eval_batch_size: int = opt(1000, "examples per batch when measuring the test loss")
     max_grad_norm: float | None = opt(None, "clip gradients to this total norm (off when unset)")
     max_bad_steps: int = opt(20, "stop after this many non-finite steps in a row")
+    threads: int | None = opt(
+        None,
+        "CPU threads (unset: the cores idle at start, then kept in the run so that a resume "
+        "repeats its arithmetic; see BENCHMARKS.md)",
+    )
     keep_every: int | None = opt(
         None, "also keep the checkpoint of every N-th epoch (checkpoint-epoch-NNNN.safetensors)"
     )

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from vaekit import checkpoint, distributed
+from vaekit import checkpoint, distributed, threads
 from vaekit.config import RunConfig
 from vaekit.data import VALIDATION, Split, epoch_order, iterate_batches, load_data, model_input
 from vaekit.distributed import World, world_from_env
@@ -126,9 +126,14 @@ def fit(
     config.validate()
     world = world_from_env()
     device = resolve_device(config.train.device)
+    pinned = "threads" in (resume_overrides or {})
+    config.train.threads, note = threads.for_run(config.train.threads, resume and not pinned)
+    torch.set_num_threads(config.train.threads)
     distributed.start(world, device)
     try:
         log = log if world.is_main else _silent
+        for line in [note] if note else []:
+            log(line)
         observers = observers if world.is_main else ()
         with flush_denormals(device):
             _fit(config, folder, ckpt, world, device, log, progress, observers)

@@ -19,6 +19,7 @@ RESUMABLE_OVERRIDES = {
     "download",
     "eval_batch_size",
     "keep_every",
+    "threads",  # may change the last digits: the resume line says so
     "tracking",  # experiment trackers watch a run; they do not define it
     "tracking_uri",
 }
