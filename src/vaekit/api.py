@@ -19,6 +19,7 @@ from vaekit.evaluation import estimate as evaluation
 from vaekit.evaluation.result import EvalResult
 from vaekit.models import VAE, build_model
 from vaekit.runfolder import RunFolder
+from vaekit.runlock import RunLock
 from vaekit.runtime import inference, resolve_device
 from vaekit.training.loop import fit
 from vaekit.training.observers import EpochObserver
@@ -66,8 +67,9 @@ def train(
     `observers` hear of each epoch (experiment trackers, see `training.observers`)."""
     config = config or RunConfig()
     run_dir = run_dir or default_run_dir(config)
-    run = fit(config, run_dir, log=log, progress=progress, observers=observers)
-    finish_run(run)
+    with RunLock(run_dir, holds=world_from_env().is_main) as lock:  # over the pictures too
+        run = fit(config, run_dir, log=log, progress=progress, observers=observers, lock=lock)
+        finish_run(run)
     return run
 
 
@@ -79,8 +81,9 @@ def resume(
     **overrides: Any,
 ) -> Path:
     """Continue a stopped run; `overrides` may extend `epochs` or move `device`."""
-    run = fit(RunConfig(), run_dir, True, overrides, log, progress, observers)
-    finish_run(run)
+    with RunLock(run_dir, holds=world_from_env().is_main) as lock:  # over the pictures too
+        run = fit(RunConfig(), run_dir, True, overrides, log, progress, observers, lock)
+        finish_run(run)
     return run
 
 

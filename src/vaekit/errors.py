@@ -40,3 +40,11 @@ class TrainingDiverged(VaekitError):
 
 class InputError(VaekitError):
     """Tensors or arrays handed to the Python API in a shape, dtype or range it cannot use."""
+
+
+class ResourceError(VaekitError):
+    """The machine cannot hold what was asked for (memory), said before allocating it."""
+
+
+class RunBusy(VaekitError):
+    """Another process is training in this run folder; it is left alone."""

@@ -24,7 +24,9 @@ from vaekit.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 from vaekit.evaluation.estimate import elbo_sums
 from vaekit.interrupts import stop_on_signals
 from vaekit.runfolder import RunFolder
+from vaekit.runlock import RunLock
 from vaekit.runtime import flush_denormals, resolve_device
+from vaekit.training.budget import check_training_fits
 from vaekit.training.observers import EpochObserver
 from vaekit.training.resume import resume_config
 from vaekit.training.state import TERMS, State, build_state, save_checkpoint
@@ -104,33 +106,44 @@ def fit(
     log: Callable[[str], None] = print,
     progress: bool = True,
     observers: Sequence[EpochObserver] = (),
+    lock: RunLock | None = None,
 ) -> Path:
     """Train `config` into `run_dir` (or continue the run there); returns the run folder.
 
     `observers` hear of every finished epoch on rank 0 (see `training.observers`).
+    The folder's lock is held throughout (`lock`: one the caller holds longer).
     """
     folder = RunFolder(run_dir)
-    ckpt = None
-    if resume:
-        config, ckpt = resume_config(folder, resume_overrides or {})
-    elif folder.holds_run():
-        raise ConfigError(
-            f"{folder.path} already holds a run; pass --resume {folder.path} or another --out"
-        )
-    config.validate()
     world = world_from_env()
-    device = resolve_device(config.train.device)
-    distributed.start(world, device)
+    owned = lock is None
+    lock = lock or RunLock(folder, holds=world.is_main)
     try:
-        log = log if world.is_main else _silent
-        observers = observers if world.is_main else ()
-        with flush_denormals(device):
-            _fit(config, folder, ckpt, world, device, log, progress, observers)
-            return folder.path
+        lock.take()  # first: a folder another process trains in is refused at once
+        ckpt = None
+        if resume:
+            config, ckpt = resume_config(folder, resume_overrides or {})
+            if ckpt is None and world.is_main:
+                log(f"{folder.path} has no checkpoint yet: starting it afresh from its config.json")
+        elif folder.holds_run():
+            raise ConfigError(
+                f"{folder.path} already holds a run; pass --resume {folder.path} or another --out"
+            )
+        config.validate()
+        device = resolve_device(config.train.device)
+        distributed.start(world, device)
+        try:
+            log = log if world.is_main else _silent
+            observers = observers if world.is_main else ()
+            with flush_denormals(device):
+                _fit(config, folder, ckpt, world, device, log, progress, observers, lock)
+                return folder.path
+        finally:
+            for observer in observers:
+                observer.close(folder.path)
+            distributed.stop(world)
     finally:
-        for observer in observers:
-            observer.close(folder.path)
-        distributed.stop(world)
+        if owned:
+            lock.release()
 
 
 def _silent(_: str) -> None:
@@ -166,10 +179,13 @@ def _fit(
     log: Callable[[str], None],
     progress: bool,
     observers: Sequence[EpochObserver],
+    lock: RunLock,
 ) -> State:
-    train, test = (load_data(config.data, split).to(device) for split in ("train", "test"))
+    train, test = _load(config, device)
+    lock.take(create=True)  # nothing is written to the folder before the data is good
     folder.create()
     if world.is_main:
+        folder.remove_debris()
         folder.write_config(config)
         folder.repair_metrics(0 if ckpt is None else int(ckpt.progress["epoch"]))
     state = build_state(config, train.image_shape, ckpt, world)
@@ -184,22 +200,47 @@ def _fit(
                 raise _interrupted(stop, where, folder)
             seconds = time.perf_counter() - started
             lr = state.optimizer.param_groups[0]["lr"]  # the rate this epoch trained at
-            train_stats = finish_epoch(state)
-            save_checkpoint(state, folder.path, train.image_shape)
-            if world.is_main:  # rank 0 alone measures the test set and writes the run folder
-                test_stats = _test_metrics(state, test)
-                record = {"epoch": state.epoch, "lr": lr, "seconds": round(seconds, 3)}
-                record |= {f"train_{k}": v for k, v in train_stats.items()}
-                record |= {f"test_{k}": v for k, v in test_stats.items()}
-                folder.append_metrics(record)
-                for observer in observers:
-                    observer.on_epoch(record, state.model, folder.path)
-                train_loss, test_loss = train_stats["loss"], test_stats["loss"]
-                log(f"Epoch {state.epoch}, Loss: {train_loss:.4f}, Test loss: {test_loss:.4f}")
+            _end_epoch(state, folder, test, train.image_shape, seconds, lr, log, observers)
             if world.any(bool(stop), device) and state.epoch < config.train.epochs:
                 raise _interrupted(stop, f"after epoch {state.epoch}", folder)
     world.barrier()
     return state
+
+
+def _load(config: RunConfig, device: torch.device) -> tuple[Split, Split]:
+    """Both splits, checked to fit in memory with the model before anything is built."""
+    train, test = (load_data(config.data, split) for split in ("train", "test"))
+    moved = train.images.nbytes + test.images.nbytes if device.type == "cuda" else 0
+    check_training_fits(config, train.image_shape, len(train), len(test), device, moved)
+    return train.to(device), test.to(device)
+
+
+def _end_epoch(
+    state: State,
+    folder: RunFolder,
+    test: Split,
+    image_shape: tuple[int, int, int],
+    seconds: float,
+    lr: float,
+    log: Callable[[str], None],
+    observers: Sequence[EpochObserver],
+) -> None:
+    """The epoch's record, then its checkpoint: a crash between the two leaves a record
+    past the checkpoint, which a resume drops and writes again (the other order would
+    lose the record of an epoch the checkpoint holds)."""
+    train_stats = finish_epoch(state)
+    if state.world.is_main:  # rank 0 alone measures the test set and writes the run folder
+        test_stats = _test_metrics(state, test)
+        record = {"epoch": state.epoch, "lr": lr, "seconds": round(seconds, 3)}
+        record |= {f"train_{k}": v for k, v in train_stats.items()}
+        record |= {f"test_{k}": v for k, v in test_stats.items()}
+        folder.append_metrics(record)
+    save_checkpoint(state, folder.path, image_shape)
+    if state.world.is_main:
+        for observer in observers:
+            observer.on_epoch(record, state.model, folder.path)
+        train_loss, test_loss = train_stats["loss"], test_stats["loss"]
+        log(f"Epoch {state.epoch}, Loss: {train_loss:.4f}, Test loss: {test_loss:.4f}")
 
 
 def _test_metrics(state: State, test: Split) -> dict[str, float]:
