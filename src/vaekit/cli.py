@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explore.add_argument("--serve", action="store_true", help="serve the page on localhost")
     explore.add_argument("--port", type=int, default=8000, help="with --serve; 0: any free port")
+    explore.add_argument(
+        "--host", default="127.0.0.1", help="with --serve: address to listen on (default 127.0.0.1)"
+    )
     _add_device(explore)
 
     bench = sub.add_parser(
@@ -329,7 +332,7 @@ def cmd_explore(args: argparse.Namespace) -> None:
     page = explore.write_explorer(source, out, args.data_dir, args.points, args.device)
     print(f"Wrote {page}")
     if args.serve:
-        explore.serve(out, args.port, announce=lambda line: print(line, flush=True))
+        explore.serve(out, args.port, args.host, announce=lambda line: print(line, flush=True))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
