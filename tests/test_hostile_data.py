@@ -285,3 +285,23 @@ def test_the_cli_says_one_line_exits_1_and_writes_no_run(tmp_path, capsys, case)
     assert fragment in err and spec.partition(":")[2] in err
     left = {p.name for p in run.iterdir()} if run.exists() else set()
     assert left <= {"config.json"}, left  # no checkpoint, no metrics, no lock
+
+
+@pytest.mark.parametrize(
+    ("flags", "fragment"),
+    [
+        (["--latent-dim", str(10**12)], "TiB for the weights and Adam's state"),
+        (["--latent-dim", str(10**23)], "mlp cannot be built for (1, 28, 28) images"),
+        (["--hidden-dim", str(10**9), "--model", "conv"], "use a smaller"),
+    ],
+    ids=["huge", "absurd", "conv"],
+)
+def test_model_sizes_beyond_memory_are_refused_before_building(
+    tmp_path, mnist_dir, capsys, flags, fragment
+):
+    run = tmp_path / "run"
+    argv = _train("mnist", run, "--data-dir", str(mnist_dir), "--no-download", "--limit", "300")
+    assert main([*argv, *flags]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and fragment in err, err
+    assert not run.exists()

@@ -392,6 +392,12 @@ COMMANDS = {
 }
 
 
+def _one_line(message: str) -> str:
+    """Control characters echoed from the user's input (a newline in a flag's value)
+    escaped, so that an error stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
@@ -403,13 +409,13 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         if world_from_env().is_main:  # under torchrun, one line from rank 0, not one per rank
-            print(f"vaekit: error: {exc}", file=sys.stderr)
+            print(f"vaekit: error: {_one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:  # e.g. an unwritable --out folder: the OS's reason, one line
         if debug:
             raise
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"vaekit: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"vaekit: error: {_one_line(f'{where}{exc.strerror or exc}')}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("vaekit: interrupted", file=sys.stderr)

@@ -13,6 +13,7 @@ import torch
 
 from vaekit import memory
 from vaekit.config import RunConfig
+from vaekit.errors import ResourceError
 from vaekit.models import build_model
 
 # Per parameter: the weight, its gradient and Adam's two moments, float32.
@@ -24,10 +25,18 @@ BYTES_PER_EVAL_PIXEL = 2 * 4
 
 
 def parameter_count(config: RunConfig, image_shape: tuple[int, int, int]) -> int:
-    """The model's parameter count, from a build on the meta device (no memory used)."""
-    with torch.device("meta"):
-        model = build_model(config.model, image_shape)
-    return sum(p.numel() for p in model.parameters())
+    """The model's parameter count, from a build on the meta device (no memory used);
+    sizes too large for PyTorch to even describe are a ResourceError."""
+    try:
+        with torch.device("meta"):
+            model = build_model(config.model, image_shape)
+        return sum(p.numel() for p in model.parameters())
+    except (RuntimeError, OverflowError, ValueError, TypeError) as exc:  # sizes overflow
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ResourceError(
+            f"{config.data.dataset}: {config.model.name} cannot be built for {image_shape} "
+            f"images with these sizes ({first}); use a smaller --latent-dim or --hidden-dim"
+        ) from None
 
 
 def training_bytes(
@@ -61,7 +70,7 @@ def check_training_fits(
         f"{config.data.dataset}: training {config.model.name} on {c}x{h}x{w} images "
         f"(hidden {config.model.hidden_dim}, batch {config.train.batch_size})",
         f"at least {memory.human(weights)} for the weights and Adam's state and "
-        f"{memory.human(batch)} for a batch; use a smaller --image-size, --batch-size or "
-        "--hidden-dim",
+        f"{memory.human(batch)} for a batch; use a smaller --image-size, --batch-size, "
+        "--hidden-dim or --latent-dim",
         device,
     )
