@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from vaekit import memory
@@ -305,3 +306,19 @@ def test_model_sizes_beyond_memory_are_refused_before_building(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and fragment in err, err
     assert not run.exists()
+
+
+def test_a_batch_beyond_memory_is_refused_with_the_estimate(monkeypatch):
+    """The batch's own share: 4096 examples of 3x256x256 floats in, out and their gradient."""
+    from vaekit.config import RunConfig
+    from vaekit.training.budget import check_training_fits
+
+    config = RunConfig()
+    config.model.hidden_dim, config.train.batch_size = 8, 4096
+    monkeypatch.setattr(memory, "total_memory", lambda device=None: 2**30)
+    with pytest.raises(ResourceError) as info:
+        check_training_fits(config, (3, 256, 256), 10_000, 100, torch.device("cpu"))
+    message = str(info.value)
+    assert "batch 4096" in message and "9.0 GiB for a batch" in message
+    assert "this machine has 1.0 GiB" in message
+    check_training_fits(config, (3, 256, 256), 10, 10, torch.device("cpu"))  # 10 rows fit

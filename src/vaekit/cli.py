@@ -21,7 +21,7 @@ from vaekit.config import (
 )
 from vaekit.data import load_data, to_unit
 from vaekit.distributed import world_from_env
-from vaekit.errors import ConfigError, VaekitError
+from vaekit.errors import ConfigError, VaekitError, one_line
 from vaekit.models import MODELS
 from vaekit.runfolder import EXPLORER, RunFolder
 
@@ -129,9 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explore.add_argument("--serve", action="store_true", help="serve the page on localhost")
     explore.add_argument("--port", type=int, default=8000, help="with --serve; 0: any free port")
-    explore.add_argument(
-        "--host", default="127.0.0.1", help="with --serve: address to listen on (default 127.0.0.1)"
-    )
+    explore.add_argument("--host", default="127.0.0.1", help="with --serve: address to listen on")
     _add_device(explore)
 
     bench = sub.add_parser(
@@ -392,12 +390,6 @@ COMMANDS = {
 }
 
 
-def _one_line(message: str) -> str:
-    """Control characters echoed from the user's input (a newline in a flag's value)
-    escaped, so that an error stays one line."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
@@ -409,13 +401,13 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         if world_from_env().is_main:  # under torchrun, one line from rank 0, not one per rank
-            print(f"vaekit: error: {_one_line(str(exc))}", file=sys.stderr)
+            print(f"vaekit: error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:  # e.g. an unwritable --out folder: the OS's reason, one line
         if debug:
             raise
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"vaekit: error: {_one_line(f'{where}{exc.strerror or exc}')}", file=sys.stderr)
+        print(f"vaekit: error: {one_line(f'{where}{exc.strerror or exc}')}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("vaekit: interrupted", file=sys.stderr)

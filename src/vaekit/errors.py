@@ -6,6 +6,12 @@ is raised as a `VaekitError`, so that the CLI can print one line and exit with
 """
 
 
+def one_line(message: str) -> str:
+    """`message` with control characters escaped: an error that echoes the user's input
+    (a newline in a flag's value) stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+
+
 class VaekitError(Exception):
     """Base class: a problem the user can fix, reported in one line."""
 
