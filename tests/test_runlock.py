@@ -152,3 +152,27 @@ def test_a_second_trainer_is_refused_while_the_first_trains_on(tmp_path, mnist_d
     )
     after = checkpoint.load(resumed)
     assert all(torch.isfinite(v).all() for v in after.model_state.values())
+
+
+def test_a_lock_file_removed_while_being_taken_is_taken_afresh(tmp_path, monkeypatch):
+    """The race of a holder that removes its lock file just after another process opened
+    it: that process would lock a file no longer in the folder; it opens the new one."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    real_open, raced = os.open, []
+
+    def racing(path, flags, mode=0o777):
+        fd = real_open(path, flags, mode)
+        if not raced:
+            raced.append(path)
+            os.unlink(path)  # the holder's release, between our open and our flock
+        return fd
+
+    monkeypatch.setattr(os, "open", racing)
+    lock = RunLock(folder).take()
+    monkeypatch.undo()
+    assert raced and lock.held
+    assert os.stat(RunFolder(folder).lock_path).st_ino == os.fstat(lock._fd).st_ino
+    with pytest.raises(RunBusy):
+        RunLock(folder).take()
+    lock.release()
