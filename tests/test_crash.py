@@ -123,26 +123,33 @@ def kill_at_random_instants(
     seed: int,
     per_run: int = 2,
 ) -> tuple[Counter, int]:
-    """Start a run and `kill -9` it after a delay drawn uniformly from the reference run's
-    duration; resume it (`--resume`, or the first command when the kill came before
-    config.json) and kill that too, up to `per_run` kills; let the last resume finish and
-    check it against the reference; again in a fresh folder until `kills` kills.
-    Returns the phases hit and the number of runs."""
+    """Start a run and `kill -9` it after a delay drawn uniformly from the duration of an
+    uninterrupted run; resume it (`--resume`, or the first command when the kill came
+    before config.json) and kill that too, up to `per_run` kills; let the last resume
+    finish and check it against the reference; again in a fresh folder until `kills`
+    kills. The duration is the reference run's, or a shorter one measured since (a fresh
+    run that ended before its kill: the machine's load changes). Returns the phases hit
+    (and how many runs ended before a kill) and the number of folders."""
     rng = random.Random(seed)
     reference_run, duration = reference
     phases: Counter = Counter()
     runs = 0
-    while sum(phases.values()) < kills:
+    while sum(phases.values()) - phases["(ended before its kill)"] < kills:
         run, runs = work / f"run{runs}", runs + 1
         finished = False
-        for _ in range(per_run):
-            if sum(phases.values()) == kills:
+        for attempt in range(per_run):
+            if sum(phases.values()) - phases["(ended before its kill)"] == kills:
                 break
             stamp = _config_stamp(run)
             command = _resume(run) if stamp else _fresh(mnist_dir, run)
+            started = time.monotonic()
             proc = _start(command, work / "stderr.log")
             if not _kill_after(proc, rng.uniform(0, duration)):
-                finished = proc.returncode == 0  # it ended before the kill
+                assert proc.returncode == 0, (seed, (work / "stderr.log").read_text()[-2000:])
+                phases["(ended before its kill)"] += 1
+                if attempt == 0:
+                    duration = min(duration, time.monotonic() - started)
+                finished = True
                 break
             unchanged = stamp is not None and _config_stamp(run) == stamp
             phases["start-up of a resume (imports, data)" if unchanged else phase(run)] += 1
@@ -155,7 +162,7 @@ def kill_at_random_instants(
 
 
 def _report(kills: int, phases: Counter, runs: int, seed: int, seconds: float) -> str:
-    lines = [f"{kills} kills in {runs} runs (seed {seed}, reference run {seconds:.1f} s):"]
+    lines = [f"{kills} kills in {runs} run folders (seed {seed}, reference run {seconds:.1f} s):"]
     lines += [f"  {count:3d}  {name}" for name, count in phases.most_common()]
     return "\n".join(lines)
 
