@@ -199,6 +199,7 @@ CRASHES = {
         2,
         "open(a[0].metrics_path, 'a').write(json.dumps(a[1])[:40])",
     ),
+    "before-the-first-checkpoint": ("vaekit.checkpoint", "save", 1, "pass"),
     "record-before-checkpoint": ("vaekit.checkpoint", "save", 2, "pass"),
     "checkpoint-before-pictures": ("vaekit.checkpoint", "save", 2, "real(*a, **k)"),
     "checkpoint-half-written": (
@@ -252,6 +253,8 @@ def test_a_crash_at_a_chosen_instant_then_resume_is_bit_identical(
         assert not folder.metrics_path.read_text().endswith("\n")
     if case == "checkpoint-half-written":
         assert list(run.glob(".checkpoint.safetensors.*.tmp"))
+    if case == "before-the-first-checkpoint":  # config.json alone: --resume starts afresh
+        assert folder.config_path.is_file() and not folder.holds_run()
     vaekit.resume(run, log=lambda _: None, progress=False)
     assert_same_run(run, reference[0])
     assert not list(run.glob(".*.tmp"))

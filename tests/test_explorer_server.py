@@ -4,6 +4,7 @@ whatever a client sends (RELIABILITY.md, "The explorer's server"). Real sockets 
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -156,6 +157,33 @@ def test_idle_and_dropped_connections_do_not_stop_it(server):
     idle.close()
 
 
+def test_connections_beyond_the_bound_are_dropped_not_threaded(page):
+    """At most MAX_CONNECTIONS at once: a flood of idle connections cannot pile up
+    threads; once they time out the page is served again."""
+    server = explorer_server.make_server(page, NAMES, port=0, idle_seconds=5.0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    address = server.server_address[:2]
+    threads = threading.active_count()
+    try:
+        idle = [
+            socket.create_connection(address, timeout=TIMEOUT)
+            for _ in range(explorer_server.MAX_CONNECTIONS)
+        ]
+        deadline = time.monotonic() + TIMEOUT
+        while threading.active_count() < threads + len(idle) and time.monotonic() < deadline:
+            time.sleep(0.05)  # until the server has taken them all, one thread each
+        assert _ask(server, b"GET / HTTP/1.0\r\n\r\n") == b""  # dropped unanswered
+        for conn in idle:
+            assert conn.recv(16) == b""  # each closed by the server after its idle time
+        assert _get(server, "/")[0] == 200
+    finally:
+        for conn in idle:
+            conn.close()
+        server.shutdown()
+        server.server_close()
+
+
 def test_a_busy_port_is_one_line(page, capsys):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -174,6 +202,7 @@ def test_ctrl_c_stops_the_cli_server_with_one_line(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # SIGABRT below dumps every stack
     )
     try:
         assert proc.stdout.readline().startswith("Wrote ")
@@ -184,7 +213,12 @@ def test_ctrl_c_stops_the_cli_server_with_one_line(tmp_path):
             conn.sendall(b"\x00garbage\r\n\r\n")
             conn.recv(1024)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        try:
+            out, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            out, err = proc.communicate(timeout=30)
+            raise AssertionError(f"still serving after Ctrl-C:\n{out}\n{err}") from None
     finally:
         proc.kill()
     assert proc.returncode in (0, 130)

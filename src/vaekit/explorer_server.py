@@ -75,6 +75,8 @@ class PageServer(http.server.ThreadingHTTPServer):
     """A threading server over one folder and a fixed list of its file names."""
 
     daemon_threads = True
+    block_on_close = False  # Ctrl-C stops at once, not after the slowest client
+    request_queue_size = 64  # the listen backlog: a burst of connections is not made to retry
 
     def __init__(
         self,
@@ -86,7 +88,7 @@ class PageServer(http.server.ThreadingHTTPServer):
         self.folder = folder.resolve()
         self.names = frozenset(names)
         self.idle_seconds = idle_seconds
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._slots = threading.Semaphore(MAX_CONNECTIONS)
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, PageHandler)
