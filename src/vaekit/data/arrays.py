@@ -9,6 +9,7 @@ a memory-mapped array is never wholly in RAM.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +27,10 @@ LOAD_ERRORS = (Exception,)
 def open_array(path: Path) -> np.ndarray:
     """The array memory-mapped copy-on-write (nothing is read until a batch touches it,
     and torch gets a writable buffer without a copy); never unpickles."""
-    try:
-        array = np.load(path, mmap_mode="c", allow_pickle=False)
+    try:  # quiet: a damaged header's overflow warnings would print before our one line
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            array = np.load(path, mmap_mode="c", allow_pickle=False)
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except PermissionError:

@@ -130,7 +130,8 @@ def header(path: Path) -> tuple[str, tuple[int, int]]:
     """(mode, (width, height)) from the file's header, without decoding the pixels;
     a decompression bomb is refused here, before any pixel is allocated."""
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # Pillow's other warnings would break our one line
+            warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 return img.mode, img.size
@@ -150,7 +151,8 @@ def decode(path: Path, mode: str, size: tuple[int, int] | None) -> np.ndarray:
     """The file's pixels as uint8 (H, W, C) in `mode` ('grey' or 'rgb'), resized to
     `size` (width, height) when given."""
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # Pillow's other warnings would break our one line
+            warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 img.load()
