@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 RUN_DIR ?= runs/demo
 
-.PHONY: demo test lint docs venv clean
+.PHONY: demo test test-slow lint docs venv clean
 
 $(STAMP): pyproject.toml requirements/torch-cpu.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
+
+# The tests marked slow (pyproject's addopts leaves them out), e.g. the 50-kill crash test.
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow -s
 
 lint: $(STAMP) docs
 	$(BIN)/ruff check src tests && $(BIN)/ruff format --check src tests

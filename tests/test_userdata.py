@@ -80,9 +80,9 @@ def test_npy_uint8_and_float(tmp_path):
     [
         (np.zeros((4, 8)), "expected shape"),
         (np.zeros((4, 8, 8, 2)), "expected shape"),
-        (np.full((4, 8, 8), 1.5), r"must lie in \[0, 1\]; found \[1.5, 1.5\]"),
-        (np.full((4, 8, 8), np.nan), "must lie in"),
-        (np.zeros((4, 8, 8), np.int32), "dtype int32"),
+        (np.full((4, 8, 8), 1.5), r"row 0, pixel \(y=0, x=0, channel 0\) is 1.5; float pixels"),
+        (np.full((4, 8, 8), np.nan), "is nan; float pixels must be finite and lie in"),
+        (np.full((4, 8, 8), 300, np.int32), "is 300; int32 pixels must lie in 0..255"),
     ],
 )
 def test_npy_errors(tmp_path, array, fragment):

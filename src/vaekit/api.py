@@ -20,6 +20,7 @@ from vaekit.evaluation import estimate as evaluation
 from vaekit.evaluation.result import EvalResult
 from vaekit.models import VAE, build_model
 from vaekit.runfolder import RunFolder
+from vaekit.runlock import RunLock
 from vaekit.runtime import inference, resolve_device
 from vaekit.training.loop import fit
 from vaekit.training.observers import EpochObserver
@@ -80,8 +81,10 @@ def train(
     `config.train.tracking` names (`vaekit.tracking`) are added to them."""
     config = config or RunConfig()
     run_dir = run_dir or default_run_dir(config)
-    with _trackers(config, run_dir) as trackers:
-        run = fit(config, run_dir, log=log, progress=progress, observers=[*observers, *trackers])
+    lock = RunLock(run_dir, holds=world_from_env().is_main)  # over the pictures too
+    with lock, _trackers(config, run_dir) as trackers:
+        watching = [*observers, *trackers]
+        run = fit(config, run_dir, log=log, progress=progress, observers=watching, lock=lock)
         finish_run(run)
     return run
 
@@ -96,9 +99,12 @@ def resume(
     """Continue a stopped run; `overrides` may extend `epochs` or move `device`. The run's
     trackers (`config.train.tracking`) keep logging to the same TensorBoard folder and
     MLflow run."""
-    config, _ = resume_config(RunFolder(run_dir), overrides)  # the trackers' config
-    with _trackers(config, run_dir) as trackers:
-        run = fit(RunConfig(), run_dir, True, overrides, log, progress, [*observers, *trackers])
+    lock = RunLock(run_dir, holds=world_from_env().is_main)  # over the pictures too
+    with lock:
+        config, _ = resume_config(RunFolder(run_dir), overrides)  # the trackers' config
+        with _trackers(config, run_dir) as trackers:
+            watching = [*observers, *trackers]
+            run = fit(RunConfig(), run_dir, True, overrides, log, progress, watching, lock)
         finish_run(run)
     return run
 

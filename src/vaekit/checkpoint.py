@@ -108,9 +108,13 @@ def load(path: str | Path) -> Checkpoint:
         ):
             raise ValueError(f"image_shape {image_shape!r} is not 3 positive sizes")
         image_shape = tuple(image_shape)
-        progress = json.loads(metadata["progress"])
+        progress = _progress(json.loads(metadata["progress"]))
         groups = json.loads(metadata["optimizer_groups"])
-    except (KeyError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        if groups is not None and not (
+            isinstance(groups, list) and all(isinstance(g, dict) for g in groups)
+        ):
+            raise ValueError(f"optimizer_groups {groups!r} is not a list of mappings")
+    except (KeyError, ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
         raise CheckpointError(f"{path} has a damaged header ({exc})") from None
     except VaekitError as exc:
         raise CheckpointError(f"{path} holds an invalid config: {exc}") from None
@@ -132,6 +136,19 @@ def load(path: str | Path) -> Checkpoint:
     return Checkpoint(
         config, image_shape, sections["model"], optimizer_state, sections["rng"], progress
     )  # type: ignore[arg-type]
+
+
+def _progress(progress: Any) -> dict[str, Any]:
+    """The progress entry, checked: a resume trusts its epoch, batch and running sums."""
+    if not isinstance(progress, dict):
+        raise ValueError(f"progress {progress!r} is not a mapping")
+    for key in ("epoch", "batch"):
+        if key in progress and not (type(progress[key]) is int and progress[key] >= 0):
+            raise ValueError(f"progress {key} {progress[key]!r} is not a count")
+    sums = progress.get("sums", {})
+    if not (isinstance(sums, dict) and all(type(v) in (int, float) for v in sums.values())):
+        raise ValueError(f"progress sums {sums!r} are not numbers")
+    return progress
 
 
 def _read_metadata(payload: bytes, path: Path) -> dict[str, str]:

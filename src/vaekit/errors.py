@@ -6,6 +6,12 @@ is raised as a `VaekitError`, so that the CLI can print one line and exit with
 """
 
 
+def one_line(message: str) -> str:
+    """`message` with control characters escaped: an error that echoes the user's input
+    (a newline in a flag's value) stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+
+
 class VaekitError(Exception):
     """Base class: a problem the user can fix, reported in one line."""
 
@@ -40,3 +46,11 @@ class TrainingDiverged(VaekitError):
 
 class InputError(VaekitError):
     """Tensors or arrays handed to the Python API in a shape, dtype or range it cannot use."""
+
+
+class ResourceError(VaekitError):
+    """The machine cannot hold what was asked for (memory), said before allocating it."""
+
+
+class RunBusy(VaekitError):
+    """Another process is training in this run folder; it is left alone."""

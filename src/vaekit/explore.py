@@ -5,9 +5,10 @@
     style.css                             ops.js runs the decoder, explorer.js draws
     data.js                               the decoder's weights and the test set's latent
                                           means, assigned to `window.VAEKIT_EXPLORER`
-and `serve` serves that folder on localhost. The page needs no server and no network:
-opened from disk (file://), Chromium refuses fetch() of local files but runs a local
-<script src>, so the data travel as a script rather than as .bin/.json files.
+and `serve` serves those files (and nothing else) on localhost. The page needs no
+server and no network: opened from disk (file://), Chromium refuses fetch() of local
+files but runs a local <script src>, so the data travel as a script rather than as
+.bin/.json files.
 
 Each model describes its own decoder as a short list of operations over float32
 tensors, the likelihood's mean included (`VAE.explorer_decoder`, the format in
@@ -18,8 +19,6 @@ and explorer/ops.js interprets it, so no model needs code here or in the page.
 from __future__ import annotations
 
 import base64
-import functools
-import http.server
 import json
 import shutil
 from collections.abc import Callable
@@ -30,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaekit import api, checkpoint
+from vaekit import api, checkpoint, explorer_server
 from vaekit.data import class_names, evaluation_images, to_unit
 from vaekit.errors import ConfigError, VaekitError
 from vaekit.evaluation.estimate import posterior_parameters
@@ -203,25 +202,12 @@ def write_explorer(
     return out / "index.html"
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 def serve(
     directory: str | Path,
     port: int = 8000,
     host: str = "127.0.0.1",
     announce: Callable[[str], None] = print,
 ) -> None:
-    """Serve `directory` on host:port (0: any free port) until interrupted.
-
-    Bound to the loopback address: the page is for the person at this machine.
-    """
-    handler = functools.partial(_QuietHandler, directory=str(directory))
-    with http.server.ThreadingHTTPServer((host, port), handler) as server:
-        announce(f"Serving http://{host}:{server.server_address[1]}/ (Ctrl-C to stop)")
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            announce("Stopped")
+    """Serve the page in `directory` (its own files only) on host:port until Ctrl-C;
+    see `vaekit.explorer_server`."""
+    explorer_server.serve(directory, (*ASSETS, DATA_FILE), port, host, announce)

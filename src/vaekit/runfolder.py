@@ -4,6 +4,7 @@
     metrics.jsonl             one JSON record per finished epoch
     checkpoint.safetensors    weights, optimiser and RNG state, progress (`vaekit.checkpoint`)
     eval.json                 the last `vaekit evaluate` (`vaekit.evaluation.result`)
+    .training.lock            held (flock) by the process training here (`vaekit.runlock`)
     samples.png, reconstructions.png, the plots, report.html, explorer/
     tensorboard/, mlruns/, mlflow-run-id   the experiment trackers' files (`vaekit.tracking`)
 
@@ -23,7 +24,7 @@ from typing import Any
 from vaekit.config import RunConfig
 from vaekit.errors import ConfigError
 from vaekit.evaluation.result import EvalResult
-from vaekit.files import write_atomic
+from vaekit.files import remove_stale_temporaries, write_atomic
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -31,6 +32,7 @@ CHECKPOINT = "checkpoint.safetensors"
 BEST = "best.safetensors"  # weights of the epoch with the lowest monitored loss
 PERIODIC = "checkpoint-epoch-{epoch:04d}.safetensors"  # --keep-every N
 EVAL = "eval.json"
+LOCK = ".training.lock"
 REPORT = "report.html"
 SAMPLES = "samples.png"
 RECONSTRUCTIONS = "reconstructions.png"
@@ -83,6 +85,10 @@ class RunFolder:
         return self.path / METRICS
 
     @property
+    def lock_path(self) -> Path:
+        return self.path / LOCK
+
+    @property
     def eval_path(self) -> Path:
         return self.path / EVAL
 
@@ -102,6 +108,11 @@ class RunFolder:
     def create(self) -> RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         return self
+
+    def remove_debris(self) -> None:
+        """Temporary files of writes cut short by a crash (call while holding the lock)."""
+        for name in (CONFIG, METRICS, CHECKPOINT, EVAL):
+            remove_stale_temporaries(self.path / name)
 
     def write_config(self, config: RunConfig) -> Path:
         return write_atomic(self.config_path, config.to_json())

@@ -139,7 +139,7 @@ def cmd_explore(args: argparse.Namespace) -> None:
     page = explore.write_explorer(source, out, args.data_dir, args.points, args.device)
     print(f"Wrote {page}")
     if args.serve:
-        explore.serve(out, args.port, announce=lambda line: print(line, flush=True))
+        explore.serve(out, args.port, args.host, announce=lambda line: print(line, flush=True))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

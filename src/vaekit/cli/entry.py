@@ -6,7 +6,7 @@ import os
 import sys
 
 from vaekit.cli.parser import build_parser
-from vaekit.errors import VaekitError
+from vaekit.errors import VaekitError, one_line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,13 +20,13 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         if os.environ.get("RANK", "0") == "0":  # under torchrun, one line from rank 0 alone
-            print(f"vaekit: error: {exc}", file=sys.stderr)
+            print(f"vaekit: error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:  # e.g. an unwritable --out folder: the OS's reason, one line
         if debug:
             raise
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"vaekit: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"vaekit: error: {one_line(f'{where}{exc.strerror or exc}')}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # also while torch is still importing
         print("vaekit: interrupted", file=sys.stderr)

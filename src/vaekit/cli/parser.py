@@ -151,6 +151,7 @@ def _explore(sub: Any) -> None:
     )
     explore.add_argument("--serve", action="store_true", help="serve the page on localhost")
     explore.add_argument("--port", type=int, default=8000, help="with --serve; 0: any free port")
+    explore.add_argument("--host", default="127.0.0.1", help="with --serve: address to listen on")
     _add_compute(explore)
 
 

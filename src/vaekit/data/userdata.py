@@ -8,37 +8,18 @@ by batch by the OS.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
+from vaekit import memory
 from vaekit.config.registry import DATA_SOURCE
+from vaekit.data.arrays import check_shape, check_values, open_array
+from vaekit.data.imagefiles import colour_mode, decode, header, image_files
 from vaekit.errors import DataError
-from vaekit.notices import notice
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
-PIL_MODES = {"grey": "L", "rgb": "RGB"}
 SPLIT_SEED = 20261125  # fixed: the train/test split of a dataset never depends on a run's seed
-
-
-def image_files(root: Path) -> list[Path]:
-    """Every PNG/JPEG/WebP/BMP under `root`, sorted, so the order (and the split) repeats.
-    Other files are named in a notice, never skipped silently."""
-    if not root.is_dir():
-        raise DataError(f"{root}: no such folder")
-    found = sorted(p for p in root.rglob("*") if p.is_file())
-    files = [p for p in found if p.suffix.lower() in IMAGE_SUFFIXES]
-    skipped = [p for p in found if p.suffix.lower() not in IMAGE_SUFFIXES]
-    if skipped:
-        shown = ", ".join(str(p.relative_to(root)) for p in skipped[:3])
-        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
-        notice(f"{root}: skipped {len(skipped)} file(s) that are not images: {shown}{more}")
-    if not files:
-        raise DataError(f"{root}: the folder holds no PNG, JPEG, WebP or BMP files")
-    return files
 
 
 def read_folder(
@@ -47,81 +28,51 @@ def read_folder(
     """Decode every image once; labels come from the first sub-folder level, if any.
 
     `image_mode` auto keeps grey images grey and makes all colour when any file is
-    colour. Without `image_size`, every image must have the first one's size.
+    colour. Without `image_size`, every image must have the first one's size. The
+    headers are read first, so a mismatch, a bomb or an array too large for memory is
+    refused before any pixel is decoded.
     """
     files = image_files(root)
     classes = sorted({p.relative_to(root).parts[0] for p in files if p.parent != root})
     if classes and any(p.parent == root for p in files):
         loose = next(p for p in files if p.parent == root)
         raise DataError(f"{loose}: images both in {root} and in its sub-folders; use one layout")
-    opened = [_open(p) for p in files]
-    if image_mode == "auto":
-        colour = any(img.mode not in ("L", "1", "I;16", "I", "LA") for img in opened)
-        image_mode = "rgb" if colour else "grey"
-    mode = PIL_MODES[image_mode]
-    first = opened[0].size
-    pixels = []
-    for path, img in zip(files, opened, strict=True):
-        img = img.convert(mode)
-        if image_size:
-            img = img.resize((image_size, image_size), Image.BILINEAR)
-        elif img.size != first:
-            raise DataError(
-                f"{path} is {img.size[0]}x{img.size[1]} but {files[0]} is {first[0]}x{first[1]}; "
-                "pass --image-size to resize them all"
-            )
-        array = np.asarray(img, dtype=np.uint8)
-        pixels.append(array[..., None] if array.ndim == 2 else array)
+    headers = [header(p) for p in files]
+    mode = colour_mode(image_mode, [m for m, _ in headers])
+    first = headers[0][1]
+    if not image_size:
+        for path, (_, size) in zip(files, headers, strict=True):
+            if size != first:
+                raise DataError(
+                    f"{path} is {size[0]}x{size[1]} but {files[0]} is {first[0]}x{first[1]}; "
+                    "pass --image-size to resize them all"
+                )
+    width, height = (image_size, image_size) if image_size else first
+    channels = 3 if mode == "rgb" else 1
+    shape = (len(files), height, width, channels)
+    flag = f"--image-size {image_size}" if image_size else "their size"
+    memory.require(
+        int(np.prod(shape, dtype=np.float64)),
+        f"{root}: {len(files)} images of {width}x{height}x{channels} ({flag})",
+        "use a smaller --image-size or fewer images",
+    )
+    pixels = np.empty(shape, dtype=np.uint8)
+    for index, path in enumerate(files):
+        pixels[index] = decode(path, mode, (width, height))
     labels = [classes.index(p.relative_to(root).parts[0]) if classes else 0 for p in files]
-    return np.stack(pixels), np.asarray(labels, dtype=np.int64)
-
-
-def _open(path: Path) -> Image.Image:
-    try:
-        img = Image.open(path)
-        img.load()
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read the image ({exc})") from None
-    return img
+    return pixels, np.asarray(labels, dtype=np.int64)
 
 
 def read_npy(
     path: Path, image_size: int | None = None, image_mode: str = "auto"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Memory-map an (N, H, W) or (N, H, W, C) array of uint8, or of floats in [0, 1]."""
+    """Memory-map an (N, H, W) or (N, H, W, C) array of uint8, of integers in 0..255 or
+    of floats in [0, 1]; every value is checked, the first bad one named."""
     if image_size or image_mode != "auto":
         raise DataError(f"{path}: --image-size and --image-mode apply to image folders only")
-    try:
-        # Copy-on-write mapping: nothing is read until a batch touches it, and torch
-        # gets a writable buffer without a copy.
-        array = np.load(path, mmap_mode="c", allow_pickle=False)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable .npy array ({exc})") from None
-    if array.ndim == 3:
-        array = array[..., None]
-    if array.ndim != 4 or array.shape[-1] not in (1, 3) or array.shape[0] == 0:
-        raise DataError(
-            f"{path}: expected shape (N, H, W) or (N, H, W, C) with C 1 or 3, got {array.shape}"
-        )
-    if array.dtype == np.uint8:
-        return array, np.zeros(array.shape[0], dtype=np.int64)
-    if array.dtype not in (np.float32, np.float64, np.float16):
-        raise DataError(f"{path}: dtype {array.dtype}; expected uint8 or float in [0, 1]")
-    low, high = _range(array)
-    if low < 0 or high > 1 or not (math.isfinite(low) and math.isfinite(high)):
-        raise DataError(f"{path}: float values must lie in [0, 1]; found [{low}, {high}]")
-    return array.astype(np.float32, copy=False), np.zeros(array.shape[0], dtype=np.int64)
-
-
-def _range(array: np.ndarray, rows: int = 4096) -> tuple[float, float]:
-    """Min and max, a block of rows at a time, so a memory-mapped array is never whole in RAM."""
-    low, high = math.inf, -math.inf
-    for start in range(0, array.shape[0], rows):
-        block = array[start : start + rows]
-        low, high = min(low, float(block.min())), max(high, float(block.max()))
-    return low, high
+    array = check_shape(path, open_array(path))
+    array = check_values(path, array)
+    return array, np.zeros(array.shape[0], dtype=np.int64)
 
 
 def split_rows(n: int, test_fraction: float, split: str, shuffle: bool) -> slice | np.ndarray:
@@ -153,6 +104,14 @@ def load_user_data(
     if kind not in SOURCES or not path:
         raise DataError(f"unknown data source {spec!r}; use folder:PATH or npy:PATH")
     reader, shuffle = SOURCES[kind]
-    images, labels = reader(Path(path).expanduser(), image_size, image_mode)
-    rows = split_rows(images.shape[0], test_fraction, split, shuffle)
+    source = Path(path).expanduser()
+    images, labels = reader(source, image_size, image_mode)
+    n = images.shape[0]
+    rows = split_rows(n, test_fraction, split, shuffle)
+    n_test = len(range(n)[split_rows(n, test_fraction, "test", False)])
+    if n_test < 1 or n - n_test < 1:
+        raise DataError(
+            f"{source}: {n} image(s) give {n - n_test} for training and {n_test} for the test "
+            f"split (--test-fraction {test_fraction}); each needs at least one"
+        )
     return images[rows], labels[rows]

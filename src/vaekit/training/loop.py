@@ -24,8 +24,10 @@ from vaekit.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 from vaekit.evaluation.estimate import elbo_sums
 from vaekit.interrupts import stop_on_signals
 from vaekit.runfolder import RunFolder
+from vaekit.runlock import RunLock
 from vaekit.runtime import flush_denormals, resolve_device
 from vaekit.training import keep, messages
+from vaekit.training.budget import check_training_fits
 from vaekit.training.observers import EpochObserver
 from vaekit.training.resume import resume_config
 from vaekit.training.state import TERMS, State, build_state, save_checkpoint
@@ -110,38 +112,62 @@ def fit(
     log: Callable[[str], None] = print,
     progress: bool = True,
     observers: Sequence[EpochObserver] = (),
+    lock: RunLock | None = None,
 ) -> Path:
     """Train `config` into `run_dir` (or continue the run there); returns the run folder.
 
     `observers` hear of every finished epoch on rank 0 (see `training.observers`).
+    The folder's lock is held throughout (`lock`: one the caller holds longer).
     """
     folder = RunFolder(run_dir)
+    world = world_from_env()
+    owned = lock is None
+    lock = lock or RunLock(folder, holds=world.is_main)
+    log = log if world.is_main else _silent
+    observers = observers if world.is_main else ()
+    try:
+        lock.take()  # first: a folder another process trains in is refused at once
+        config, ckpt = _starting_point(config, folder, resume, resume_overrides or {}, log)
+        device = resolve_device(config.train.device)
+        distributed.start(world, device)
+        try:
+            with flush_denormals(device):
+                _fit(config, folder, ckpt, world, device, log, progress, observers, lock)
+                return folder.path
+        finally:
+            for observer in observers:
+                observer.close(folder.path)
+            distributed.stop(world)
+    finally:
+        if owned:
+            lock.release()
+
+
+def _starting_point(
+    config: RunConfig,
+    folder: RunFolder,
+    resume: bool,
+    overrides: dict[str, Any],
+    log: Callable[[str], None],
+) -> tuple[RunConfig, checkpoint.Checkpoint | None]:
+    """The config to train (a resumed run's own) and the checkpoint to start from, with
+    the thread count chosen (or the run's kept) and handed to torch."""
     ckpt = None
     if resume:
-        config, ckpt = resume_config(folder, resume_overrides or {})
+        config, ckpt = resume_config(folder, overrides)
+        if ckpt is None:
+            log(f"{folder.path} has no checkpoint yet: starting it afresh from its config.json")
     elif folder.holds_run():
         raise ConfigError(
             f"{folder.path} already holds a run; pass --resume {folder.path} or another --out"
         )
     config.validate()
-    world = world_from_env()
-    device = resolve_device(config.train.device)
-    pinned = "threads" in (resume_overrides or {})
-    config.train.threads, note = threads.for_run(config.train.threads, resume and not pinned)
+    repeat = resume and ckpt is not None and "threads" not in overrides
+    config.train.threads, note = threads.for_run(config.train.threads, repeat)
     torch.set_num_threads(config.train.threads)
-    distributed.start(world, device)
-    try:
-        log = log if world.is_main else _silent
-        for line in [note] if note else []:
-            log(line)
-        observers = observers if world.is_main else ()
-        with flush_denormals(device):
-            _fit(config, folder, ckpt, world, device, log, progress, observers)
-            return folder.path
-    finally:
-        for observer in observers:
-            observer.close(folder.path)
-        distributed.stop(world)
+    for line in [note] if note else []:
+        log(line)
+    return config, ckpt
 
 
 def _silent(_: str) -> None:
@@ -177,13 +203,13 @@ def _fit(
     log: Callable[[str], None],
     progress: bool,
     observers: Sequence[EpochObserver],
+    lock: RunLock,
 ) -> State:
-    train = load_data(config.data, "train").to(device)
-    scored = {"test": load_data(config.data, "test").to(device)}  # record prefix -> split
-    if config.data.validation:
-        scored["val"] = load_data(config.data, VALIDATION).to(device)
+    train, scored = _load(config, device)
+    lock.take(create=True)  # nothing is written to the folder before the data is good
     folder.create()
     if world.is_main:
+        folder.remove_debris()
         folder.write_config(config)
         folder.repair_metrics(0 if ckpt is None else int(ckpt.progress["epoch"]))
     state = build_state(config, train.image_shape, ckpt, world)
@@ -201,18 +227,9 @@ def _fit(
                 raise _interrupted(stop, where, folder)
             seconds = time.perf_counter() - started
             lr = state.optimizer.param_groups[0]["lr"]  # the rate this epoch trained at
-            train_stats = finish_epoch(state)
-            save_checkpoint(state, folder.path, train.image_shape)
-            if world.is_main:  # rank 0 alone measures the held-out splits, writes the folder
-                record = {"epoch": state.epoch, "lr": lr, "seconds": round(seconds, 3)}
-                record |= {f"train_{k}": v for k, v in train_stats.items()}
-                for prefix, split in scored.items():
-                    record |= {f"{prefix}_{k}": v for k, v in _test_metrics(state, split).items()}
-                # the whole epoch: steps, checkpoint and held-out losses (what a user waits for)
-                record["epoch_seconds"] = round(time.perf_counter() - started, 3)
-                folder.append_metrics(record)
-                keep.keep(state, folder, record)
-                _tell(record, state, folder, observers, log, said)
+            _end_epoch(state, folder, scored, train.image_shape, (started, seconds, lr))
+            if world.is_main:
+                _tell(state.last_record, state, folder, observers, log, said)
             if world.any(bool(stop), device) and state.epoch < config.train.epochs:
                 raise _interrupted(stop, f"after epoch {state.epoch}", folder)
     world.barrier()
@@ -239,6 +256,46 @@ def _tell(
     log(line)
     for text in messages.after_epoch(state.config, record["train_loss"], said):
         log(text)
+
+
+def _load(config: RunConfig, device: torch.device) -> tuple[Split, dict[str, Split]]:
+    """The training split and the held-out ones by record prefix (test; val with
+    --validation), checked to fit in memory with the model before anything is built."""
+    train = load_data(config.data, "train")
+    scored = {"test": load_data(config.data, "test")}
+    if config.data.validation:
+        scored["val"] = load_data(config.data, VALIDATION)
+    held = sum(len(split) for split in scored.values())
+    moved = train.images.nbytes + sum(split.images.nbytes for split in scored.values())
+    moved = moved if device.type == "cuda" else 0
+    check_training_fits(config, train.image_shape, len(train), held, device, moved)
+    return train.to(device), {name: split.to(device) for name, split in scored.items()}
+
+
+def _end_epoch(
+    state: State,
+    folder: RunFolder,
+    scored: dict[str, Split],
+    image_shape: tuple[int, int, int],
+    timing: tuple[float, float, float],
+) -> None:
+    """The epoch's record, then its checkpoint: a crash between the two leaves a record
+    past the checkpoint, which a resume drops and writes again (the other order would
+    lose the record of an epoch the checkpoint holds). `timing`: (start, seconds, lr)."""
+    started, seconds, lr = timing
+    train_stats = finish_epoch(state)
+    if state.world.is_main:  # rank 0 alone measures the held-out splits, writes the folder
+        record = {"epoch": state.epoch, "lr": lr, "seconds": round(seconds, 3)}
+        record |= {f"train_{k}": v for k, v in train_stats.items()}
+        for prefix, split in scored.items():
+            record |= {f"{prefix}_{k}": v for k, v in _test_metrics(state, split).items()}
+        # the epoch a user waits for: steps and held-out losses (the checkpoint comes next)
+        record["epoch_seconds"] = round(time.perf_counter() - started, 3)
+        folder.append_metrics(record)
+        state.last_record = record
+    save_checkpoint(state, folder.path, image_shape)
+    if state.world.is_main:
+        keep.keep(state, folder, state.last_record)
 
 
 def _test_metrics(state: State, test: Split) -> dict[str, float]:

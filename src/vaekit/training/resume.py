@@ -27,10 +27,16 @@ RESUMABLE_OVERRIDES = {
 
 def resume_config(
     folder: RunFolder, overrides: dict[str, Any]
-) -> tuple[RunConfig, checkpoint.Checkpoint]:
-    """The stored config of a run with only the options allowed on resume replaced."""
-    ckpt = checkpoint.load(folder.require_run().checkpoint)
-    raw = ckpt.config.to_dict()
+) -> tuple[RunConfig, checkpoint.Checkpoint | None]:
+    """The stored config of a run with only the options allowed on resume replaced, and
+    its checkpoint; None for a run stopped before its first checkpoint (it has only its
+    config.json), which then starts afresh from that config."""
+    ckpt = None
+    if not folder.holds_run() and folder.config_path.is_file():
+        raw = RunConfig.from_dict(folder.read_config()).to_dict()
+    else:
+        ckpt = checkpoint.load(folder.require_run().checkpoint)
+        raw = ckpt.config.to_dict()
     for name, value in overrides.items():
         section = section_of(raw, name)  # ConfigError for a field the run's model lacks
         if name not in RESUMABLE_OVERRIDES and raw[section][name] != value:

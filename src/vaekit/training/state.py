@@ -51,6 +51,7 @@ class State:
     worst_in_a_row: torch.Tensor | None = None
     world: World = field(default_factory=World)
     net: torch.nn.Module | None = None  # the model as called in training (DDP-wrapped if so)
+    last_record: dict[str, Any] = field(default_factory=dict)  # rank 0: the last epoch's
 
     def reset_sums(self, values: dict[str, float] | None = None) -> None:
         values = values or {}
