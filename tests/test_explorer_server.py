@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from vaekit import explore, explorer_server
-from vaekit.cli import build_parser, main
+from vaekit.cli import main
+from vaekit.cli.parser import build_parser
 
 NAMES = (*explore.ASSETS, explore.DATA_FILE)
 TIMEOUT = 10.0

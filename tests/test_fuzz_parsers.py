@@ -20,7 +20,8 @@ from PIL import Image
 import vaekit
 from vaekit import checkpoint
 from vaekit.checkpoint import Checkpoint
-from vaekit.cli import build_parser, main
+from vaekit.cli import main
+from vaekit.cli.parser import build_parser
 from vaekit.config import RunConfig
 from vaekit.data.userdata import read_folder, read_npy
 from vaekit.errors import CheckpointError, ConfigError, DataError, VaekitError

@@ -89,6 +89,8 @@ def for_run(stored: int | None, resuming: bool) -> tuple[int, str | None]:
     repeats the stored one, with a line when fewer cores are idle now than it uses."""
     if stored is None or not resuming:
         return choose(stored), None
+    if os.environ.get(ENV):  # pinned: the user chose, nothing to suggest
+        return stored, None
     idle = idle_cores()
     if idle is not None and round(idle) < stored:
         return stored, (
