@@ -5,6 +5,7 @@
     checkpoint.safetensors    weights, optimiser and RNG state, progress (`vaekit.checkpoint`)
     eval.json                 the last `vaekit evaluate` (`vaekit.evaluation.result`)
     samples.png, reconstructions.png, the plots, report.html, explorer/
+    samples.csv               a table run's samples, rows in the original units
     tensorboard/, mlruns/, mlflow-run-id   the experiment trackers' files (`vaekit.tracking`)
 
 A model folder (`vaekit export --format folder`, the Hugging Face Hub's layout)
@@ -31,6 +32,7 @@ CHECKPOINT = "checkpoint.safetensors"
 EVAL = "eval.json"
 REPORT = "report.html"
 SAMPLES = "samples.png"
+SAMPLES_CSV = "samples.csv"
 RECONSTRUCTIONS = "reconstructions.png"
 EXPLORER = "explorer"
 LOSS_CURVES = "loss_curves.png"

@@ -81,8 +81,7 @@ def _positive(n: int, what: str) -> int:
 
 def cmd_sample(args: argparse.Namespace) -> None:
     model = api.load(_model_source(args), args.device)
-    images = pictures.sample(model, _positive(args.n, "-n"), args.seed)
-    print(f"Wrote {pictures.save_png(pictures.grid(images), args.output, scale=2)}")
+    print(f"Wrote {api.write_samples(model, _positive(args.n, '-n'), args.seed, args.output)}")
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> None:
@@ -113,6 +112,42 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(f"Wrote {result.extra['written']}")
     if "report" in result.extra:
         print(f"Updated {result.extra['report']}")
+
+
+def cmd_encode(args: argparse.Namespace) -> None:
+    model = api.load(_model_source(args), args.device)
+    encoding = api.encode_data(
+        model,
+        args.data,
+        args.split,
+        args.classes,
+        args.output,
+        args.data_dir,
+        _positive(args.batch_size, "--batch-size"),
+    )
+    groups = " + ".join(str(n) for n in encoding.groups)
+    print(f"Wrote {args.output}: {len(encoding.mu)} examples, latent groups of {groups}")
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    config = eval_config(args, k=100, fid=False)
+    scores = api.score_data(
+        _model_source(args),
+        args.data,
+        args.split,
+        args.classes,
+        args.output,
+        config,
+        args.data_dir,
+        max(args.top, 0),
+        progress=not args.no_progress,
+    )
+    print(
+        f"{len(scores)} examples in {scores.seconds:.1f} s; mean -log p(x) "
+        f"{scores.neg_log_px.mean():.2f} nats (k = {scores.k})"
+    )
+    for path in scores.written:
+        print(f"Wrote {path}")
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
@@ -182,6 +217,8 @@ COMMANDS = {
     "sample": cmd_sample,
     "reconstruct": cmd_reconstruct,
     "evaluate": cmd_evaluate,
+    "encode": cmd_encode,
+    "score": cmd_score,
     "plot": cmd_plot,
     "explore": cmd_explore,
     "bench": cmd_bench,

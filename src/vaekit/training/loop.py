@@ -18,7 +18,14 @@ from tqdm import tqdm
 
 from vaekit import checkpoint, distributed
 from vaekit.config import RunConfig
-from vaekit.data import Split, epoch_order, iterate_batches, load_data, model_input
+from vaekit.data import (
+    Split,
+    TableTransform,
+    epoch_order,
+    iterate_batches,
+    load_data,
+    model_input,
+)
 from vaekit.distributed import World, world_from_env
 from vaekit.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 from vaekit.evaluation.estimate import elbo_sums
@@ -168,12 +175,17 @@ def _fit(
     progress: bool,
     observers: Sequence[EpochObserver],
 ) -> State:
-    train, test = (load_data(config.data, split).to(device) for split in ("train", "test"))
+    # A table's transform: the checkpoint's when resuming, else fitted on the training split.
+    transform = (
+        TableTransform.from_dict(ckpt.data_transform) if ckpt and ckpt.data_transform else None
+    )
+    train = load_data(config.data, "train", transform=transform).to(device)
+    test = load_data(config.data, "test", transform=train.transform).to(device)
     folder.create()
     if world.is_main:
         folder.write_config(config)
         folder.repair_metrics(0 if ckpt is None else int(ckpt.progress["epoch"]))
-    state = build_state(config, train.image_shape, ckpt, world)
+    state = build_state(config, train.image_shape, ckpt, world, train.transform)
     if ckpt is not None:
         log(_resume_line(state, folder))
     for line in messages.at_start(config, state.epoch):
