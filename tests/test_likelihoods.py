@@ -10,12 +10,12 @@ import torch.nn.functional as F
 
 from vaekit.config.registry import LIKELIHOOD
 from vaekit.likelihoods import (
+    TABLE_LIKELIHOODS,
     bernoulli_nll,
     continuous_bernoulli_log_norm,
     continuous_bernoulli_mean,
     continuous_bernoulli_nll,
     gaussian_nll,
-    TABLE_LIKELIHOODS,
     get_likelihood,
     learned_logvar,
 )

@@ -186,13 +186,13 @@ def _parse(table: RawTable, name: str, cells: np.ndarray) -> np.ndarray:
     if numbers.sum() >= text.sum():
         row = int(np.flatnonzero(text)[0])
         raise DataError(
-            f"{table.where(row)}, column {name!r}: {cells[row]!r} is not a number, but the "
+            f"{table.where(row)}, column {name!r}: {str(cells[row])!r} is not a number, but the "
             "column's other values are; fix the cell, or name the column in --categorical"
         )
     row = int(np.flatnonzero(numbers)[0])
     raise DataError(
         f"column {name!r} of {table.source} holds text and numbers ({table.where(row)}: "
-        f"{cells[row]!r}); name it in --categorical to treat every value as a category"
+        f"{str(cells[row])!r}); name it in --categorical to treat every value as a category"
     )
 
 

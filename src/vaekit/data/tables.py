@@ -64,6 +64,10 @@ class TableTransform:
         return tuple(c for c in self.columns if c.kind == CATEGORICAL)
 
     @property
+    def categorical_names(self) -> list[str]:
+        return [c.name for c in self.categorical]
+
+    @property
     def layout(self) -> tuple[int, tuple[int, ...]]:
         """(numeric columns, categories per categorical column): a `TableLayout`."""
         return len(self.numeric), tuple(len(c.categories) for c in self.categorical)
@@ -135,7 +139,7 @@ class TableTransform:
             if values[at] == "":
                 raise _missing(table, column.name, row)
             raise DataError(
-                f"{table.where(row)}, column {column.name!r}: category {values[at]!r} was not "
+                f"{table.where(row)}, column {column.name!r}: category {str(values[at])!r} was not "
                 f"in the training data (known: {', '.join(column.categories)})"
             )
         return codes
@@ -288,8 +292,9 @@ def is_table(spec: str) -> bool:
     return kind == "csv" or (kind == "npy" and bool(path) and npy_is_vectors(Path(path)))
 
 
-def read_table(spec: str, config: DataConfig) -> RawTable:
-    """The file behind `csv:PATH` or `npy:PATH`, its label and categorical columns as text."""
+def read_table(spec: str, config: DataConfig, transform: TableTransform | None = None) -> RawTable:
+    """The file behind `csv:PATH` or `npy:PATH`, its label and categorical columns (the
+    transform's, else those `config` names) read as text."""
     kind, _, path = spec.partition(":")
     if config.binarize != "none" or config.image_size or config.image_mode != "auto":
         raise DataError(
@@ -297,7 +302,9 @@ def read_table(spec: str, config: DataConfig) -> RawTable:
         )
     if kind == "npy":
         return read_vectors(Path(path).expanduser())
-    text = [*_names(config.categorical), *([config.label_column] if config.label_column else [])]
+    named = _names(config.categorical) if transform is None else transform.categorical_names
+    label = config.label_column if transform is None else transform.label_column
+    text = [*named, *([label] if label else [])]
     return read_csv(Path(path).expanduser(), text)
 
 
@@ -306,7 +313,7 @@ def load_table(
 ) -> TableSplit:
     """One split ("train", "test" or "all") of a table, with `transform` or, when None,
     one fitted on the training split's rows of `config.classes`."""
-    table = read_table(spec, config)
+    table = read_table(spec, config, transform)
     kind = spec.partition(":")[0]
     shuffle = kind == "csv"  # tables are often sorted by class; arrays are sliced, like images
     n = len(table)
