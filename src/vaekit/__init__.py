@@ -5,6 +5,7 @@ run = vaekit.train(vaekit.RunConfig(), "runs/seed")   # the seed notebook's job
 model = vaekit.load(run)                               # or vaekit.load_pretrained("mnist-seed")
 images = vaekit.sample(model, 64)                      # (64, 1, 28, 28) in [0, 1]
 result = vaekit.evaluate_model(run)                    # test -ELBO, log p(x) (k=5000), FID-MNIST
+scores = vaekit.score_data(run, output="scores.csv")   # per example: -log p(x), -ELBO, error
 vaekit.plot(run)                                       # latent-space pictures, report.html
 """
 
@@ -29,12 +30,16 @@ if TYPE_CHECKING:
     from vaekit.api import (
         decode,
         encode,
+        encode_data,
         evaluate_model,
         load,
         load_pretrained,
         plot,
         resume,
+        sample_rows,
+        score_data,
         train,
+        write_samples,
     )
     from vaekit.evaluation.result import EvalResult
     from vaekit.pictures import reconstruct, sample
@@ -47,6 +52,7 @@ _LAZY = {
         "vaekit.api",
     ),
     "train": "vaekit.api",
+    **dict.fromkeys(("encode_data", "score_data", "sample_rows", "write_samples"), "vaekit.api"),
     "EvalResult": "vaekit.evaluation.result",
     "reconstruct": "vaekit.pictures",
     "sample": "vaekit.pictures",
@@ -81,6 +87,7 @@ __all__ = [
     "__version__",
     "decode",
     "encode",
+    "encode_data",
     "evaluate_model",
     "load",
     "load_pretrained",
@@ -89,5 +96,8 @@ __all__ = [
     "reconstruct",
     "resume",
     "sample",
+    "sample_rows",
+    "score_data",
     "train",
+    "write_samples",
 ]

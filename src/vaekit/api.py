@@ -13,11 +13,14 @@ import torch
 
 from vaekit import checkpoint, fid, gmm, inputs, pictures, pretrained, runfolder, tracking
 from vaekit.config import EvalConfig, RunConfig
-from vaekit.data import Split, load_data, to_unit
+from vaekit.data import Split, TableTransform, evaluation_images, load_data, to_unit
 from vaekit.distributed import world_from_env
-from vaekit.errors import ConfigError
+from vaekit.errors import ConfigError, DataError
 from vaekit.evaluation import estimate as evaluation
+from vaekit.evaluation.encoded import Encoding, encode_split
 from vaekit.evaluation.result import EvalResult
+from vaekit.evaluation.scores import Scores, anomaly_picture, score_split
+from vaekit.files import write_csv
 from vaekit.models import VAE, build_model
 from vaekit.runfolder import RunFolder
 from vaekit.runlock import RunLock
@@ -31,10 +34,13 @@ def load(path: str | Path, device: str = "auto") -> VAE:
     """A trained model from a run folder, checkpoint file or model folder (`vaekit export
     --format folder`), in eval mode.
 
-    The run's configuration is attached as `model.run_config`.
+    The run's configuration is attached as `model.run_config`, a table's transform
+    (`vaekit.data.TableTransform`) as `model.data_transform`.
     """
     ckpt = checkpoint.load(path)
-    model = build_model(ckpt.config.model, ckpt.image_shape)
+    transform = TableTransform.from_dict(ckpt.data_transform) if ckpt.data_transform else None
+    layout = None if transform is None else transform.layout
+    model = build_model(ckpt.config.model, ckpt.image_shape, layout)
     try:
         model.load_state_dict(ckpt.model_state)
     except RuntimeError as exc:
@@ -42,7 +48,7 @@ def load(path: str | Path, device: str = "auto") -> VAE:
         raise checkpoint.CheckpointError(
             f"{path}: weights do not fit the model ({first})"
         ) from None
-    model.run_config = ckpt.config
+    model.run_config, model.data_transform = ckpt.config, transform
     return model.to(resolve_device(device)).eval()
 
 
@@ -128,8 +134,11 @@ def finish_run(run_dir: Path) -> None:
     if not (run.train.pictures or run.train.plots):
         return
     model = load(run_dir, run.train.device)
-    test = load_data(run.data, "test").to(next(model.parameters()).device)  # as trained on
-    if run.train.pictures:
+    test = load_data(run.data, "test", transform=model.data_transform)  # as trained on
+    test = test.to(next(model.parameters()).device)
+    if run.train.pictures and test.is_vectors:  # a table's samples are rows, not pictures
+        write_samples(model, 64, run.train.seed, RunFolder(run_dir).file(runfolder.SAMPLES_CSV))
+    elif run.train.pictures:
         write_run_pictures(model, test.images, run_dir, run.train.seed)
     if run.train.plots:
         from vaekit import plots  # matplotlib is slow to import: only runs that draw pay
@@ -139,9 +148,14 @@ def finish_run(run_dir: Path) -> None:
 
 def encode(model: VAE | str | Path, x: inputs.ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
     """Posterior mean and log-variance, each (B, D), for images x: (B, C, H, W) or one
-    (C, H, W), float in [0, 1] or uint8, as a tensor or array. `model` may be a run path."""
+    (C, H, W), float in [0, 1] or uint8, as a tensor or array (for a table model: its
+    encoded vectors, (B, width)). `model` may be a run path."""
     model = _model(model)
-    x = inputs.images(x, model.image_shape, next(model.parameters()).device)
+    device = next(model.parameters()).device
+    if model.data_transform is not None:
+        x = inputs.vectors(x, model.image_shape, device)
+    else:
+        x = inputs.images(x, model.image_shape, device)
     with inference(model):
         return model.encode(x)
 
@@ -182,7 +196,8 @@ def _split(model: VAE, split: str, data_dir: str | Path | None, binarize: str) -
     """A whole split of the model's data under a protocol (the run's training limit is
     not applied: evaluation has its own), on the model's device."""
     data = dataclasses.replace(model.run_config.data, binarize=binarize, limit=None)
-    return load_data(data, split, data_dir).to(next(model.parameters()).device)
+    loaded = load_data(data, split, data_dir, transform=model.data_transform)
+    return loaded.to(next(model.parameters()).device)
 
 
 def _test_split(model: VAE, data_dir: str | Path | None, binarize: str) -> Split:
@@ -269,3 +284,113 @@ def plot(
     run = model.run_config
     test = _test_split(model, data_dir, run.data.binarize)
     return plots.plot_run(model, test, run_dir, run.train.seed, run.data.binarize, run.data.dataset)
+
+
+def sample_rows(model: VAE | str | Path, n: int = 64, seed: int = 0) -> dict[str, list]:
+    """n rows drawn from a table model, x ~ p(x|z) with z ~ p(z), in the table's original
+    units and categories: {column: values}, in the file's column order."""
+    model = _model(model)
+    if model.data_transform is None:
+        raise ConfigError("sample_rows is for models of tables; use vaekit.sample for images")
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    with inference(model):
+        x = model.likelihood.sample(model.generate(n, generator).float(), generator)
+    return model.data_transform.decode(x.reshape(n, -1).cpu().numpy())
+
+
+def write_samples(
+    model: VAE | str | Path, n: int = 64, seed: int = 0, output: str | Path | None = None
+) -> Path:
+    """n prior samples into a file: a PNG grid for images (default samples.png), CSV rows
+    in the original units for a table model (default samples.csv)."""
+    model = _model(model)
+    table = model.data_transform is not None
+    suffix = ".csv" if table else ".png"
+    output = Path(output or f"samples{suffix}")
+    if output.suffix.lower() != suffix:
+        kind = "table model's samples are rows" if table else "image model's samples are a picture"
+        raise ConfigError(f"-o {output}: a {kind}; write them to a {suffix} file")
+    if table:
+        return write_csv(output, sample_rows(model, n, seed))
+    return pictures.save_png(pictures.grid(pictures.sample(model, n, seed)), output, scale=2)
+
+
+def _examples(
+    model: VAE,
+    data: str | None,
+    split: str | None,
+    classes: str | None,
+    data_dir: str | Path | None,
+    binarize: str,
+) -> Split:
+    """What `encode_data` and `score_data` read: the run's own data (`split`, default
+    test) or `data`, a named dataset (its test split by default) or `KIND:PATH` (every
+    row by default); every class unless `classes` names some; the run's transform."""
+    run = model.run_config.data
+    own = data is None or data == run.dataset
+    spec = run.dataset if own else data
+    chosen = split or ("all" if not own and ":" in spec else "test")
+    config = dataclasses.replace(run, dataset=spec, classes=classes, limit=None, binarize=binarize)
+    config.validate()
+    loaded = load_data(config, chosen, data_dir, transform=model.data_transform)
+    if loaded.image_shape != model.image_shape:
+        raise DataError(
+            f"{spec}: examples of shape {loaded.image_shape}, but the model takes "
+            f"{model.image_shape}"
+        )
+    return loaded.to(next(model.parameters()).device)
+
+
+def encode_data(
+    model: VAE | str | Path,
+    data: str | None = None,
+    split: str | None = None,
+    classes: str | None = None,
+    output: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    batch_size: int = 1000,
+    device: str = "auto",
+) -> Encoding:
+    """Posterior means and log-variances (every latent group) and labels of a split or
+    any data (see `_examples`), batched; written to `output` (.npz or .csv) when given.
+    Images are encoded under the run's binarisation (a dynamic run: one draw, seed 0)."""
+    model, _ = _loaded(model, device)
+    binarize = model.run_config.data.binarize
+    examples = _examples(model, data, split, classes, data_dir, binarize)
+    examples.images = evaluation_images(examples.images, binarize, 0)
+    encoding = encode_split(model, examples, batch_size)
+    if output is not None:
+        encoding.write(output)
+    return encoding
+
+
+def score_data(
+    model: VAE | str | Path,
+    data: str | None = None,
+    split: str | None = None,
+    classes: str | None = None,
+    output: str | Path | None = None,
+    config: EvalConfig | None = None,
+    data_dir: str | Path | None = None,
+    top: int = 64,
+    progress: bool = True,
+) -> Scores:
+    """Per-example -log p(x) (importance-weighted, `config.k`, default 100), -ELBO and
+    reconstruction error of a split or any data (see `_examples`), as `vaekit evaluate`
+    draws them. With `output` (.csv), the scores go there and, for images, a picture of
+    the `top` most anomalous beside it (`<name>-most-anomalous.png`)."""
+    config = config or EvalConfig(k=100, fid=False)
+    config.validate()
+    if output is not None and Path(output).suffix.lower() != ".csv":
+        raise ConfigError(f"-o {output}: scores are written as .csv")
+    model, _ = _loaded(model, config.device)
+    binarize = model.run_config.data.binarize if config.binarize == "run" else config.binarize
+    examples = _examples(model, data, split, classes, data_dir, binarize).subset(config.limit)
+    scores = score_split(model, examples, config, binarize, progress)
+    if output is not None:
+        scores.written.append(scores.write_csv(output))
+        if top > 0 and not examples.is_vectors:
+            picture = Path(output).with_name(Path(output).stem + "-most-anomalous.png")
+            scores.written.append(anomaly_picture(examples, scores, picture, top))
+    return scores

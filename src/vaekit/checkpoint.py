@@ -7,7 +7,9 @@ so a crash mid-write leaves the previous checkpoint intact.
 
 Format versions: 2 stores the config with only its model family's fields; 1 (the
 shipped pretrained files, older run folders) stored one flat model section with every
-family's fields, and is migrated on load (`vaekit.config.migrate`).
+family's fields, and is migrated on load (`vaekit.config.migrate`). A run on a table
+adds the key `data_transform` (its `data.tables.TableTransform` as JSON: column order,
+means, standard deviations, categories), which every later command applies.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class Checkpoint:
     optimizer_state: dict[str, Any] | None = None
     rng_state: dict[str, torch.Tensor] = field(default_factory=dict)
     progress: dict[str, Any] = field(default_factory=dict)  # epoch, step, ...
+    data_transform: dict[str, Any] | None = None  # a table's transform (TableTransform.to_dict)
 
 
 def resolve_path(path: str | Path) -> Path:
@@ -73,6 +76,8 @@ def save(ckpt: Checkpoint, path: str | Path) -> Path:
         "progress": json.dumps(ckpt.progress),
         "optimizer_groups": json.dumps(groups),
     }
+    if ckpt.data_transform is not None:
+        metadata["data_transform"] = json.dumps(ckpt.data_transform)
     try:
         files.write_atomic(path, save_tensors(tensors, metadata=metadata))
     except OSError as exc:
@@ -114,6 +119,9 @@ def load(path: str | Path) -> Checkpoint:
             isinstance(groups, list) and all(isinstance(g, dict) for g in groups)
         ):
             raise ValueError(f"optimizer_groups {groups!r} is not a list of mappings")
+        transform = json.loads(metadata.get("data_transform", "null"))
+        if transform is not None and not isinstance(transform, dict):
+            raise ValueError("data_transform is not a mapping")
     except (KeyError, ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
         raise CheckpointError(f"{path} has a damaged header ({exc})") from None
     except VaekitError as exc:
@@ -124,18 +132,31 @@ def load(path: str | Path) -> Checkpoint:
         if section not in sections:
             raise CheckpointError(f"{path} has an unexpected tensor {key!r}")
         sections[section][name] = value
-    optimizer_state = None
-    if groups is not None:
-        state: dict[int, dict[str, torch.Tensor]] = {}
-        for name, value in sections["optim"].items():
-            index, _, key = name.partition("/")
-            if not index.isdigit():
-                raise CheckpointError(f"{path} has an unexpected tensor 'optim/{name}'")
-            state.setdefault(int(index), {})[key] = value
-        optimizer_state = {"state": state, "param_groups": groups}
+    optimizer_state = _optimizer_state(sections["optim"], groups, path)
     return Checkpoint(
-        config, image_shape, sections["model"], optimizer_state, sections["rng"], progress
+        config,
+        image_shape,
+        sections["model"],
+        optimizer_state,
+        sections["rng"],
+        progress,
+        transform,
     )  # type: ignore[arg-type]
+
+
+def _optimizer_state(
+    tensors: dict[str, torch.Tensor], groups: Any, path: Path
+) -> dict[str, Any] | None:
+    """Adam's state dict from its `optim/<index>/<key>` tensors and param groups."""
+    if groups is None:
+        return None
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        index, _, key = name.partition("/")
+        if not index.isdigit():
+            raise CheckpointError(f"{path} has an unexpected tensor 'optim/{name}'")
+        state.setdefault(int(index), {})[key] = value
+    return {"state": state, "param_groups": groups}
 
 
 def _progress(progress: Any) -> dict[str, Any]:

@@ -72,3 +72,24 @@ def codes(value: Any, latent_dim: int, device: torch.device) -> torch.Tensor:
     if not torch.isfinite(z).all():
         raise InputError("latent codes must be finite")
     return z.to(device)
+
+
+def vectors(value: Any, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """A table model's encoded vectors, (B, D), (D,) or (B, 1, 1, D), as float (B, 1, 1, D):
+    finite numbers, in the standardised units the model was trained on."""
+    x = as_tensor(value, "vectors")
+    width = shape[-1]
+    if x.ndim == 1:
+        x = x[None]
+    if x.ndim == 2:
+        x = x[:, None, None]
+    if x.ndim != 4 or tuple(x.shape[1:]) != tuple(shape):
+        raise InputError(
+            f"vectors must have shape (B, {width}) for this model; got {tuple(x.shape)}"
+        )
+    if not (x.is_floating_point() or x.dtype in (torch.int32, torch.int64)):
+        raise InputError(f"vectors must be numbers; got {x.dtype}")
+    x = x.float()
+    if not torch.isfinite(x).all():
+        raise InputError("vectors must be finite")
+    return x.to(device)

@@ -15,6 +15,9 @@ over the last `event_dims` dimensions) and into the image a person looks at
   such as MNIST's background drive the variance, and the density, without bound).
 - continuous-bernoulli: Loaiza-Ganem & Cunningham (2019), the Bernoulli made a
   proper density on [0, 1] by its normalising constant C(lambda).
+- mixed: for tables and vectors (shape (1, 1, D)), laid out by a `TableLayout`:
+  numeric columns (standardised) under N(mean, exp(logvar)) with a learned variance
+  floored at sigma^2, then each categorical column's one-hot block under a softmax.
 """
 
 from __future__ import annotations
@@ -23,12 +26,13 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 from vaekit.config.registry import LIKELIHOOD
+from vaekit.errors import ConfigError
 
 LOG_2PI = math.log(2 * math.pi)
 # Below these |logit|s the continuous Bernoulli's log C and mean use their Taylor series:
@@ -121,12 +125,113 @@ def learned_logvar(raw: torch.Tensor, sigma_floor: float) -> torch.Tensor:
     return 2 * math.log(sigma_floor) + F.softplus(at_least_fp32(raw))
 
 
+class TableLayout(NamedTuple):
+    """Where a table's columns sit in its encoded vector (the last dimension): the
+    numeric columns first, one standardised value each, then each categorical
+    column's one-hot block, of its number of categories."""
+
+    numeric: int
+    categories: tuple[int, ...] = ()
+
+    @property
+    def width(self) -> int:
+        return self.numeric + sum(self.categories)
+
+
+def categorical_nll(
+    logits: torch.Tensor, x: torch.Tensor, sizes: tuple[int, ...], start: int = 0
+) -> torch.Tensor:
+    """-log p(x) of one-hot blocks under a softmax over each block's logits, summed over
+    the blocks: `sizes` are the blocks' widths along the last dimension from `start`.
+    x broadcasts against the logits (k samples score one example)."""
+    logits = at_least_fp32(logits)
+    total = torch.zeros((), dtype=logits.dtype, device=logits.device)
+    for size in sizes:
+        block = slice(start, start + size)
+        log_p = torch.log_softmax(logits[..., block], dim=-1)
+        total = total - (x[..., block].to(log_p.dtype) * log_p).sum(dim=-1)
+        start += size
+    return total
+
+
+def _mixed_nll(
+    params: torch.Tensor,
+    x: torch.Tensor,
+    event_dims: int = 3,
+    *,
+    sigma: float,
+    layout: TableLayout,
+) -> torch.Tensor:
+    """Gaussian (learned variance, floor sigma) on the numeric block, categorical on the
+    one-hot blocks; summed over the vector and the other event dimensions."""
+    mean, raw = _split(params)
+    mean, n = at_least_fp32(mean), layout.numeric
+    target = x.to(mean.dtype)
+    total = categorical_nll(mean, target, layout.categories, start=n)
+    if n:
+        logvar = learned_logvar(raw[..., :n], sigma)
+        error = (target[..., :n] - mean[..., :n]).pow(2) * torch.exp(-logvar)
+        total = total + 0.5 * (LOG_2PI + logvar + error).sum(dim=-1)
+    return total.flatten(-(event_dims - 1)).sum(dim=-1) if event_dims > 1 else total
+
+
+def _mixed_mean(params: torch.Tensor, layout: TableLayout) -> torch.Tensor:
+    """The numeric means (standardised units) and each categorical block's probabilities."""
+    mean = at_least_fp32(_split(params)[0])
+    blocks, start = [mean[..., : layout.numeric]], layout.numeric
+    for size in layout.categories:
+        blocks.append(torch.softmax(mean[..., start : start + size], dim=-1))
+        start += size
+    return torch.cat(blocks, dim=-1)
+
+
+def _mixed_sample(
+    params: torch.Tensor,
+    generator: torch.Generator | None = None,
+    *,
+    sigma: float,
+    layout: TableLayout,
+) -> torch.Tensor:
+    """One draw x ~ p(x|z) per decoder output: numeric values, one-hot categories."""
+    mean, raw = (at_least_fp32(t) for t in _split(params))
+    n = layout.numeric
+    noise = torch.randn(mean[..., :n].shape, generator=generator, device=mean.device)
+    blocks = [mean[..., :n] + noise * torch.exp(0.5 * learned_logvar(raw[..., :n], sigma))]
+    start = n
+    for size in layout.categories:
+        probs = torch.softmax(mean[..., start : start + size], dim=-1)
+        flat = probs.reshape(-1, size)
+        drawn = torch.multinomial(flat, 1, generator=generator).squeeze(-1)
+        blocks.append(F.one_hot(drawn, size).to(mean.dtype).reshape(probs.shape))
+        start += size
+    return torch.cat(blocks, dim=-1)
+
+
+def _mixed(sigma: float, layout: TableLayout | None = None) -> Likelihood:
+    if layout is None:
+        raise ConfigError(
+            "--likelihood mixed is for tables and vectors (csv:PATH, or npy:PATH of shape N x D)"
+        )
+    layout = TableLayout(int(layout[0]), tuple(int(k) for k in layout[1]))
+    return Likelihood(
+        "mixed",
+        2,
+        partial(_mixed_nll, sigma=sigma, layout=layout),
+        partial(_mixed_mean, layout=layout),
+        True,
+        sample=partial(_mixed_sample, sigma=sigma, layout=layout),
+        layout=layout,
+    )
+
+
 @dataclass(frozen=True)
 class Likelihood:
     """A likelihood bound to its settings: `nll(params, x, event_dims)`, `mean(params)`.
 
     `mean_ops` is `mean` for one decoder output (P*C, H, W) written as explorer
     operations, so the page shows what `vaekit.decode` returns; () where not described.
+    `layout` is set for the likelihoods of tables (data of shape (1, 1, D)), whose
+    `sample(params, generator)` draws x ~ p(x|z) in the encoded (standardised) space.
     """
 
     name: str
@@ -137,6 +242,8 @@ class Likelihood:
     # for the Gaussians): its NLL is in nats of a density, not comparable with Bernoulli's.
     continuous: bool
     mean_ops: tuple[dict[str, Any], ...] = ()
+    sample: Callable[..., torch.Tensor] | None = None
+    layout: TableLayout | None = None
 
 
 def _split(params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -162,7 +269,7 @@ def _sigmoid_mean(params: torch.Tensor) -> torch.Tensor:
 _SIGMOID_OPS = ({"op": "sigmoid"},)
 
 
-def _gaussian_fixed(sigma: float) -> Likelihood:
+def _gaussian_fixed(sigma: float, layout: TableLayout | None = None) -> Likelihood:
     logvar = 2 * math.log(sigma)
 
     def nll(params: torch.Tensor, x: torch.Tensor, event_dims: int = 3) -> torch.Tensor:
@@ -171,13 +278,14 @@ def _gaussian_fixed(sigma: float) -> Likelihood:
     return Likelihood("gaussian", 1, nll, _sigmoid_mean, True, _SIGMOID_OPS)
 
 
-# name -> factory(sigma): the names are declared in vaekit.config.registry, which refuses others.
+# name -> factory(sigma, layout): the names are declared in vaekit.config.registry, which
+# refuses others; `layout` (a TableLayout) is given for tables, and only mixed reads it.
 for _name, _factory in {
-    "bernoulli": lambda _: Likelihood(
+    "bernoulli": lambda _, layout=None: Likelihood(
         "bernoulli", 1, bernoulli_nll, _sigmoid_mean, False, _SIGMOID_OPS
     ),
     "gaussian": _gaussian_fixed,
-    "gaussian-learned": lambda sigma: Likelihood(
+    "gaussian-learned": lambda sigma, layout=None: Likelihood(
         "gaussian-learned",
         2,
         partial(_gaussian_learned_nll, sigma=sigma),
@@ -185,7 +293,7 @@ for _name, _factory in {
         True,
         ({"op": "chunk", "chunks": 2, "index": 0}, *_SIGMOID_OPS),  # as _split, then sigmoid
     ),
-    "continuous-bernoulli": lambda _: Likelihood(
+    "continuous-bernoulli": lambda _, layout=None: Likelihood(
         "continuous-bernoulli",
         1,
         continuous_bernoulli_nll,
@@ -193,13 +301,24 @@ for _name, _factory in {
         True,
         ({"op": "continuous_bernoulli_mean"},),
     ),
+    "mixed": _mixed,
 }.items():
     LIKELIHOOD.register(_name, _factory)
-LIKELIHOODS: Mapping[str, Callable[[float], Likelihood]] = LIKELIHOOD.implementations
+LIKELIHOODS: Mapping[str, Callable[..., Likelihood]] = LIKELIHOOD.implementations
+# The likelihoods for tables and vectors, which need a TableLayout.
+TABLE_LIKELIHOODS = ("mixed",)
 
 
-def get_likelihood(name: str, sigma: float = 0.1) -> Likelihood:
-    """The likelihood called `name`, with `sigma` (fixed sigma, or floor) bound in."""
+def get_likelihood(
+    name: str, sigma: float = 0.1, layout: TableLayout | tuple | None = None
+) -> Likelihood:
+    """The likelihood called `name`, with `sigma` (fixed sigma, or floor) bound in; for a
+    table's data, `layout` says where its numeric and categorical columns sit."""
     if name not in LIKELIHOODS:
         raise ValueError(LIKELIHOOD.unknown(name))
-    return LIKELIHOODS[name](sigma)
+    if layout is not None and name not in TABLE_LIKELIHOODS:
+        raise ConfigError(
+            f"tables and vectors need --likelihood mixed (Gaussian for numeric columns, "
+            f"categorical for the rest); {name} is for images"
+        )
+    return LIKELIHOODS[name](sigma, layout)

@@ -261,22 +261,27 @@ def plot_run(
     binarize: str = "none",
     dataset: str = "mnist",
 ) -> list[Path]:
-    """Every picture of a run into `run_dir`, then report.html; returns the PNG paths."""
+    """Every picture of a run into `run_dir`, then report.html; returns the PNG paths.
+    For tables and vectors, the latent scatter and loss curves only (no decoded pictures)."""
     run_dir = Path(run_dir)
     device = next(model.parameters()).device
     x = to_unit(evaluation_images(test.images, binarize, seed)).to(device)
     mu, _ = posterior_parameters(model, x)
-    names = class_names(dataset)
-    pairs = interpolation_pairs(test.labels)
-    pair_names = [
-        f"{_name(names, int(test.labels[a]))} to {_name(names, int(test.labels[b]))}"
-        for a, b in pairs
-    ]
-    written = [
-        latent_manifold(model, run_dir / LATENT_MANIFOLD, dims=manifold_dims(mu)),
-        latent_scatter(mu, test.labels, run_dir / LATENT_SCATTER, names),
-        interpolations(model, x, pairs, run_dir / INTERPOLATIONS, pair_names),
-    ]
+    names = list(test.names or class_names(dataset))
+    scatter = latent_scatter(mu, test.labels, run_dir / LATENT_SCATTER, names)
+    if test.is_vectors:  # decodes drawn as pictures need images: a table gets the scatter
+        written = [scatter]
+    else:
+        pairs = interpolation_pairs(test.labels)
+        pair_names = [
+            f"{_name(names, int(test.labels[a]))} to {_name(names, int(test.labels[b]))}"
+            for a, b in pairs
+        ]
+        written = [
+            latent_manifold(model, run_dir / LATENT_MANIFOLD, dims=manifold_dims(mu)),
+            scatter,
+            interpolations(model, x, pairs, run_dir / INTERPOLATIONS, pair_names),
+        ]
     records = read_metrics(run_dir)
     if records:
         written.append(loss_curves(records, run_dir / LOSS_CURVES))

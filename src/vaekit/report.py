@@ -8,6 +8,7 @@ or copied out of the run folder.
 from __future__ import annotations
 
 import base64
+import csv
 import html
 import json
 from pathlib import Path
@@ -22,6 +23,7 @@ from vaekit.runfolder import (
     LOSS_CURVES,
     RECONSTRUCTIONS,
     SAMPLES,
+    SAMPLES_CSV,
     RunFolder,
 )
 
@@ -136,6 +138,18 @@ def _metrics_table(records: list[dict[str, Any]]) -> str:
     return _table([title for _, title, _ in present], rows)
 
 
+def _samples_table(path: Path, rows: int = 10) -> str:
+    """A table run's first sampled rows (its pictures are rows, not images)."""
+    with open(path, newline="") as handle:
+        lines = list(csv.reader(handle))
+    caption = (
+        f"<p><b>{html.escape(path.name)}</b>: rows drawn from the model, x ~ p(x|z) with "
+        f"z ~ p(z), in the data's own units and categories (the first {rows} of "
+        f"{len(lines) - 1}).</p>"
+    )
+    return "<h2>Samples</h2>" + caption + _table(lines[0], lines[1 : rows + 1])
+
+
 def _image(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return f'<img src="data:image/png;base64,{data}" alt="{html.escape(path.name)}">'
@@ -207,6 +221,8 @@ def render(run_dir: Path) -> str:
                 f"<figure>{_image(run_dir / name)}<figcaption><b>{name}</b>: "
                 f"{html.escape(caption)}</figcaption></figure>"
             )
+    if (run_dir / SAMPLES_CSV).is_file():
+        parts.append(_samples_table(run_dir / SAMPLES_CSV))
     parts.append(
         "<h2>Configuration</h2><pre>" + html.escape(json.dumps(config, indent=2)) + "</pre>"
     )

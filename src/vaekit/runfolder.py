@@ -6,6 +6,7 @@
     eval.json                 the last `vaekit evaluate` (`vaekit.evaluation.result`)
     .training.lock            held (flock) by the process training here (`vaekit.runlock`)
     samples.png, reconstructions.png, the plots, report.html, explorer/
+    samples.csv               a table run's samples, rows in the original units
     tensorboard/, mlruns/, mlflow-run-id   the experiment trackers' files (`vaekit.tracking`)
 
 A model folder (`vaekit export --format folder`, the Hugging Face Hub's layout)
@@ -35,6 +36,7 @@ EVAL = "eval.json"
 LOCK = ".training.lock"
 REPORT = "report.html"
 SAMPLES = "samples.png"
+SAMPLES_CSV = "samples.csv"
 RECONSTRUCTIONS = "reconstructions.png"
 EXPLORER = "explorer"
 LOSS_CURVES = "loss_curves.png"

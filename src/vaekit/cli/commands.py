@@ -87,8 +87,11 @@ def cmd_sample(args: argparse.Namespace) -> None:
             raise ConfigError("--label goes with the prior sampler, not --sampler gmm")
         components = _positive(args.components, "--components")
         images = api.sample_gmm(model, n, args.seed, components, args.data_dir)
-    else:
+    elif args.label is not None:
         images = pictures.sample(model, n, args.seed, args.label)
+    else:  # images as a PNG grid, or a table's rows as CSV
+        print(f"Wrote {api.write_samples(model, n, args.seed, args.output)}")
+        return
     print(f"Wrote {pictures.save_png(pictures.grid(images), args.output, scale=2)}")
 
 
@@ -122,6 +125,42 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(f"Wrote {result.extra['written']}")
     if "report" in result.extra:
         print(f"Updated {result.extra['report']}")
+
+
+def cmd_encode(args: argparse.Namespace) -> None:
+    model = api.load(_model_source(args), args.device)
+    encoding = api.encode_data(
+        model,
+        args.data,
+        args.split,
+        args.classes,
+        args.output,
+        args.data_dir,
+        _positive(args.batch_size, "--batch-size"),
+    )
+    groups = " + ".join(str(n) for n in encoding.groups)
+    print(f"Wrote {args.output}: {len(encoding.mu)} examples, latent groups of {groups}")
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    config = eval_config(args, k=100, fid=False)
+    scores = api.score_data(
+        _model_source(args),
+        args.data,
+        args.split,
+        args.classes,
+        args.output,
+        config,
+        args.data_dir,
+        max(args.top, 0),
+        progress=not args.no_progress,
+    )
+    print(
+        f"{len(scores)} examples in {scores.seconds:.1f} s; mean -log p(x) "
+        f"{scores.neg_log_px.mean():.2f} nats (k = {scores.k})"
+    )
+    for path in scores.written:
+        print(f"Wrote {path}")
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
@@ -191,6 +230,8 @@ COMMANDS = {
     "sample": cmd_sample,
     "reconstruct": cmd_reconstruct,
     "evaluate": cmd_evaluate,
+    "encode": cmd_encode,
+    "score": cmd_score,
     "plot": cmd_plot,
     "explore": cmd_explore,
     "bench": cmd_bench,

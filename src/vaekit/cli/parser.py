@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     parser.add_argument("--version", action="version", version=f"vaekit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for add in (_train, _sample, _reconstruct, _evaluate, _plot, _explore, _bench, _export):
+    adders = (_train, _sample, _reconstruct, _evaluate, _encode, _score, _plot, _explore)
+    for add in (*adders, _bench, _export):
         add(sub)
     sub.add_parser("models", help="list the registered model architectures")
     sub.add_parser("presets", help="list the named configurations for `train --preset`")
@@ -85,7 +86,10 @@ def _sample(sub: Any) -> None:
     _add_model_source(sample)
     sample.add_argument("-n", type=int, default=64, help="number of images (default 64)")
     sample.add_argument(
-        "-o", "--output", type=Path, default=Path("samples.png"), help="PNG file (samples.png)"
+        "-o",
+        "--output",
+        type=Path,
+        help="PNG file (samples.png); for a table model CSV rows in its units (samples.csv)",
     )
     sample.add_argument("--seed", type=int, default=0, help="seed of the prior draws (default 0)")
     sample.add_argument(
@@ -128,6 +132,59 @@ def _evaluate(sub: Any) -> None:
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_threads(evaluate)
     _add_eval_flags(evaluate)
+
+
+def _add_examples(parser: argparse.ArgumentParser) -> None:
+    """Which examples encode and score read: the run's own, or other data."""
+    parser.add_argument(
+        "--data",
+        metavar="DATA",
+        help="other data: mnist, fashion-mnist or KIND:PATH (default: the run's own)",
+    )
+    parser.add_argument(
+        "--split",
+        choices=("train", "test", "all"),
+        help="which split (default: test; every row of another KIND:PATH file)",
+    )
+    parser.add_argument(
+        "--classes", help="only these labels, comma-separated (default: every class)"
+    )
+    parser.add_argument("--data-dir", help="where the dataset's files are")
+
+
+def _encode(sub: Any) -> None:
+    encode = sub.add_parser(
+        "encode", help="posterior means and log-variances (and labels) of a split, to a file"
+    )
+    _add_model_source(encode)
+    _add_examples(encode)
+    encode.add_argument(
+        "-o", "--output", type=Path, required=True, help=".npz (named arrays) or .csv file"
+    )
+    encode.add_argument(
+        "--batch-size", type=int, default=1000, help="examples encoded together (default 1000)"
+    )
+    _add_compute(encode)
+
+
+def _score(sub: Any) -> None:
+    score = sub.add_parser(
+        "score", help="per example: -log p(x), -ELBO, reconstruction error (anomaly scores)"
+    )
+    _add_model_source(score)
+    _add_examples(score)
+    score.add_argument(
+        "-o", "--output", type=Path, default=Path("scores.csv"), help="CSV file (scores.csv)"
+    )
+    score.add_argument(
+        "--top",
+        type=int,
+        default=64,
+        help="images: picture the N most anomalous beside the CSV (default 64; 0: none)",
+    )
+    score.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_threads(score)
+    _add_eval_flags(score, skip=("fid",), defaults={"k": 100})
 
 
 def _plot(sub: Any) -> None:
@@ -254,11 +311,19 @@ def overrides(args: argparse.Namespace) -> dict[tuple[str, str], Any]:
     }
 
 
-def _add_eval_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per EvalConfig field, as the train flags come from RunConfig."""
+def _add_eval_flags(
+    parser: argparse.ArgumentParser,
+    skip: tuple[str, ...] = (),
+    defaults: dict[str, Any] | None = None,
+) -> None:
+    """One flag per EvalConfig field (but `skip`), as the train flags come from RunConfig;
+    `defaults` replaces a field's default in the help (give the same to `eval_config`)."""
+    defaults = defaults or {}
     for f in dataclasses.fields(EvalConfig):
+        if f.name in skip:
+            continue
         names = ["-k"] if f.name == "k" else [flag_name(f)]
-        help_text = f"{f.metadata['help']} (default: {f.default})"
+        help_text = f"{f.metadata['help']} (default: {defaults.get(f.name, f.default)})"
         kwargs: dict[str, Any] = {"dest": f"eval:{f.name}", "default": None, "help": help_text}
         if f.type in (bool, "bool"):
             kwargs["action"] = argparse.BooleanOptionalAction
@@ -269,10 +334,11 @@ def _add_eval_flags(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(*names, **kwargs)
 
 
-def eval_config(args: argparse.Namespace) -> EvalConfig:
-    values = {}
+def eval_config(args: argparse.Namespace, **defaults: Any) -> EvalConfig:
+    """The EvalConfig of the flags given, over `defaults` (then EvalConfig's own)."""
+    values = dict(defaults)
     for f in dataclasses.fields(EvalConfig):
-        value = getattr(args, f"eval:{f.name}")
+        value = getattr(args, f"eval:{f.name}", None)
         if value is not None:
             values[f.name] = coerce(f, value, "-k" if f.name == "k" else flag_name(f))
     config = EvalConfig(**values)

@@ -103,7 +103,7 @@ class Registry:
 MODEL = Registry("model", implemented_by="vaekit.models")
 LIKELIHOOD = Registry(
     "likelihood",
-    ("bernoulli", "gaussian", "gaussian-learned", "continuous-bernoulli"),
+    ("bernoulli", "gaussian", "gaussian-learned", "continuous-bernoulli", "mixed"),
     implemented_by="vaekit.likelihoods",
 )
 SCHEDULE = Registry(
@@ -114,14 +114,16 @@ OBJECTIVE = Registry("objective", ("elbo", "iwae"), implemented_by="vaekit.objec
 PRIOR = Registry("prior", ("normal", "vamp"), implemented_by="vaekit.models.latent")
 FLOW = Registry("flow", ("none", "planar", "iaf"), implemented_by="vaekit.models.latent")
 DATASET = Registry("dataset", ("mnist", "fashion-mnist"), implemented_by="vaekit.data.sources")
-# The user's own data, written `KIND:PATH` (`folder:~/pictures`, `npy:x.npy`).
-DATA_SOURCE = Registry("data source", ("folder", "npy"), implemented_by="vaekit.data.userdata")
+# The user's own data, written `KIND:PATH` (`folder:~/pictures`, `npy:x.npy`, `csv:t.csv`):
+# images are read by vaekit.data.userdata, tables by vaekit.data.tables.
+DATA_SOURCE = Registry("data source", ("folder", "npy", "csv"), implemented_by="vaekit.data")
 PRECISION = Registry("precision", ("fp32", "bf16", "fp16"), implemented_by="vaekit.runtime")
 # Names whose meaning lives in one function's branches, not in a table of objects.
 CONDITION = Registry("condition", ("none", "label"))
 DEVICE = Registry("device", ("auto", "cpu", "cuda"))
 BINARIZE = Registry("binarisation protocol", ("none", "dynamic", "static"))
 IMAGE_MODE = Registry("image mode", ("auto", "grey", "rgb"))
+IMPUTE = Registry("imputation", ("none", "mean"))
 
 ALL = (
     MODEL,
@@ -137,4 +139,5 @@ ALL = (
     DEVICE,
     BINARIZE,
     IMAGE_MODE,
+    IMPUTE,
 )

@@ -14,6 +14,7 @@ from vaekit.config.registry import (
     DATASET,
     DEVICE,
     IMAGE_MODE,
+    IMPUTE,
     OBJECTIVE,
     PRECISION,
     SCHEDULE,
@@ -34,7 +35,8 @@ def check_dataset_name(name: str) -> None:
 class DataConfig:
     dataset: str = opt(
         "mnist",
-        "mnist, fashion-mnist, folder:PATH (PNG/JPEG files) or npy:PATH (an array)",
+        "mnist, fashion-mnist, folder:PATH (PNG/JPEG files), npy:PATH (images N x H x W[x C], "
+        "or vectors N x D) or csv:PATH (a table with a header row)",
         aliases=("--data",),
     )
     data_dir: str | None = opt(None, "folder holding the IDX files (else VAEKIT_DATA_DIR, cache)")
@@ -50,7 +52,26 @@ class DataConfig:
     image_mode: str = opt(
         "auto", "folder images as grey or rgb (auto: as the files are)", choices=IMAGE_MODE
     )
-    test_fraction: float = opt(0.1, "share of own data (folder:/npy:) held out as the test split")
+    test_fraction: float = opt(
+        0.1, "share of own data (folder:/npy:/csv:) held out as the test split"
+    )
+    label_column: str | None = opt(
+        None, "csv: the column of labels (kept for plots, --classes and outputs, not modelled)"
+    )
+    categorical: str | None = opt(
+        None, "csv: comma-separated columns to one-hot even if they hold numbers"
+    )
+    impute: str = opt(
+        "none",
+        "missing values in tables: none (an error naming the column and line) or mean "
+        "(numeric columns get the training mean, categorical ones the most frequent category)",
+        choices=IMPUTE,
+    )
+    classes: str | None = opt(
+        None,
+        "train (and measure the test loss) on these labels only, comma-separated "
+        "(e.g. 0,3: names or label numbers); score and encode see every class unless told",
+    )
     validation: int = opt(
         0,
         "training examples held out as a validation split (the last N of the training split), "
@@ -62,6 +83,10 @@ class DataConfig:
         check_dataset_name(self.dataset)
         if not 0 < self.test_fraction < 1:
             raise ConfigError(f"test_fraction must lie in (0, 1); got {self.test_fraction}")
+        for name in ("classes", "categorical"):
+            value = getattr(self, name)
+            if value is not None and not all(part.strip() for part in value.split(",")):
+                raise ConfigError(f"{name} must be comma-separated names; got {value!r}")
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """Datasets: IDX files read and verified (idx), found or fetched (sources), the user's
-own images (userdata), held in memory and batched (splits)."""
+own images (userdata) and tables (tablefile, tables), label filters (classes), held in
+memory and batched (splits)."""
 
 from vaekit.data.idx import FileSpec, gunzip, parse_idx, read_bytes, read_idx, verify
 from vaekit.data.sources import (
@@ -25,9 +26,11 @@ from vaekit.data.splits import (
     load_split,
     make_split,
     model_input,
+    only_classes,
     static_binarize,
     to_unit,
 )
+from vaekit.data.tables import TableTransform, is_table
 
 __all__ = [
     "BINARIZE",
@@ -36,6 +39,7 @@ __all__ = [
     "DatasetSpec",
     "FileSpec",
     "Split",
+    "TableTransform",
     "binarize_images",
     "cache_dir",
     "candidate_dirs",
@@ -46,12 +50,14 @@ __all__ = [
     "fetch",
     "find_files",
     "gunzip",
+    "is_table",
     "iterate_batches",
     "load_data",
     "load_split",
     "make_split",
     "missing_message",
     "model_input",
+    "only_classes",
     "parse_idx",
     "read_bytes",
     "read_idx",

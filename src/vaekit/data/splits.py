@@ -1,7 +1,8 @@
 """Splits in memory and their batches.
 
 A split lives in memory as one uint8 tensor of shape (N, C, H, W) (or a memory-mapped
-view of a user's array); batches are cut from it by shuffled index, so no per-item
+view of a user's array; tables and vectors are float32 (N, 1, 1, D), see
+`vaekit.data.tables`); batches are cut from it by shuffled index, so no per-item
 Python work happens in training.
 """
 
@@ -11,24 +12,41 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from vaekit.config import DataConfig, check_dataset_name
 from vaekit.config.registry import BINARIZE as BINARIZE_PROTOCOLS
+from vaekit.data.classes import class_indices, parse_classes
 from vaekit.data.idx import read_idx
-from vaekit.data.sources import DATASETS, cache_dir, fetch, find_files, missing_message
+from vaekit.data.sources import (
+    DATASETS,
+    cache_dir,
+    class_names,
+    fetch,
+    find_files,
+    missing_message,
+)
+from vaekit.data.tables import is_table, load_table
 from vaekit.data.userdata import load_user_data
 from vaekit.errors import ConfigError, DataError
 
 
 @dataclass
 class Split:
-    """A whole split in memory: uint8 images (N, C, H, W) and int64 labels (N,)."""
+    """A whole split in memory: uint8 images (N, C, H, W) and int64 labels (N,).
+
+    A table's split also carries its `transform` (`data.tables.TableTransform`) and the
+    file `rows` its examples came from; `names` are the labels' names where known.
+    """
 
     images: torch.Tensor
     labels: torch.Tensor
+    transform: Any = None
+    names: tuple[str, ...] | None = None
+    rows: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -37,24 +55,60 @@ class Split:
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.images.shape[1:])  # type: ignore[return-value]
 
+    @property
+    def is_vectors(self) -> bool:
+        """Tables and vectors (shape (1, 1, D)) rather than images."""
+        return self.transform is not None
+
     def to(self, device: torch.device) -> Split:
-        return Split(self.images.to(device), self.labels.to(device))
+        return Split(
+            self.images.to(device), self.labels.to(device), self.transform, self.names, self.rows
+        )
+
+    def take(self, index: torch.Tensor | slice) -> Split:
+        """The examples at `index` (a slice, indices or a mask), with everything else kept."""
+        rows = None if self.rows is None else self.rows[index]
+        return Split(self.images[index], self.labels[index], self.transform, self.names, rows)
 
     def subset(self, n: int | None) -> Split:
         """The first n examples (all of them when n is None)."""
-        return self if n is None else Split(self.images[:n], self.labels[:n])
+        return self if n is None else self.take(slice(0, n))
 
 
-def load_data(config: DataConfig, split: str, data_dir: str | Path | None = None) -> Split:
-    """One split as a run's data config describes it (source, protocol, limit).
-
-    With `config.validation` = N, "validation" is the last N examples of the training
-    split and "train" the rest, so choices made on it never see the test set.
-    """
+def load_data(
+    config: DataConfig,
+    split: str,
+    data_dir: str | Path | None = None,
+    transform: Any = None,
+) -> Split:
+    """One split ("train", "test", "validation", or "all": train and test) as a run's data
+    config describes it (source, protocol, classes, limit). A table is read with
+    `transform` (its run's, from the checkpoint) or, when None, one fitted on its training
+    split. With `config.validation` = N, "validation" is the last N examples of the
+    training split and "train" the rest, so choices made on it never see the test set."""
     source = "train" if split == VALIDATION else split
-    whole = load_split(
+    if is_table(config.dataset):
+        part = load_table(config.dataset, source, config, transform)
+        vectors = torch.from_numpy(part.vectors).reshape(len(part.rows), 1, 1, -1)
+        labels, rows = torch.from_numpy(part.labels), torch.from_numpy(part.rows)
+        loaded = Split(vectors, labels, part.transform, part.label_names, rows)
+    else:
+        parts = [_load_images(config, name, data_dir) for name in _splits(source)]
+        loaded = parts[0] if len(parts) == 1 else _concatenate(parts)
+        loaded.names = tuple(class_names(config.dataset)) or None
+    if source == "train" and (config.validation or split == VALIDATION):
+        loaded = hold_out(loaded, config.validation, keep=split)
+    return only_classes(loaded, config.classes, config.dataset).subset(config.limit)
+
+
+def _splits(split: str) -> tuple[str, ...]:
+    return ("train", "test") if split == "all" else (split,)
+
+
+def _load_images(config: DataConfig, split: str, data_dir: str | Path | None) -> Split:
+    return load_split(
         config.dataset,
-        source,
+        split,
         data_dir or config.data_dir,
         config.download,
         config.binarize,
@@ -62,9 +116,6 @@ def load_data(config: DataConfig, split: str, data_dir: str | Path | None = None
         image_mode=config.image_mode,
         test_fraction=config.test_fraction,
     )
-    if source == "train" and (config.validation or split == VALIDATION):
-        whole = hold_out(whole, config.validation, keep=split)
-    return whole.subset(config.limit)
 
 
 VALIDATION = "validation"
@@ -78,9 +129,23 @@ def hold_out(train: Split, n: int, keep: str) -> Split:
             f"examples less one"
         )
     cut = len(train) - n
-    if keep == VALIDATION:
-        return Split(train.images[cut:], train.labels[cut:])
-    return Split(train.images[:cut], train.labels[:cut])
+    return train.take(slice(cut, None) if keep == VALIDATION else slice(0, cut))
+
+
+def _concatenate(parts: list[Split]) -> Split:
+    return Split(torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts]))
+
+
+def only_classes(split: Split, classes: str | None, source: str) -> Split:
+    """The examples whose label `classes` names (all when None): see `data.classes`."""
+    tokens = parse_classes(classes)
+    if not tokens:
+        return split
+    wanted = torch.tensor(class_indices(tokens, split.names or (), source))
+    keep = torch.isin(split.labels, wanted.to(split.labels.device))
+    if not bool(keep.any()):
+        raise DataError(f"--classes {classes}: no example of {source} has these labels")
+    return split.take(keep)
 
 
 def load_split(

@@ -73,6 +73,7 @@ class VAE(nn.Module):
     """A Gaussian-posterior VAE with a standard-normal prior on one latent group."""
 
     run_config = None  # the RunConfig a loaded model was trained with
+    data_transform = None  # a table model's data.tables.TableTransform (None for images)
     # What the explorer page's latent controls set, in the words the page shows.
     explorer_note = "The map and sliders set z; the image is the mean of p(x|z)."
 

@@ -70,7 +70,7 @@ def export(
         }
     progress = {"epoch": ckpt.progress.get("epoch"), "figures": found}
     weights = checkpoint.Checkpoint(
-        ckpt.config, ckpt.image_shape, ckpt.model_state, None, {}, progress
+        ckpt.config, ckpt.image_shape, ckpt.model_state, None, {}, progress, ckpt.data_transform
     )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

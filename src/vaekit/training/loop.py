@@ -18,7 +18,15 @@ from tqdm import tqdm
 
 from vaekit import checkpoint, distributed, threads
 from vaekit.config import RunConfig
-from vaekit.data import VALIDATION, Split, epoch_order, iterate_batches, load_data, model_input
+from vaekit.data import (
+    VALIDATION,
+    Split,
+    TableTransform,
+    epoch_order,
+    iterate_batches,
+    load_data,
+    model_input,
+)
 from vaekit.distributed import World, world_from_env
 from vaekit.errors import ConfigError, TrainingDiverged, TrainingInterrupted
 from vaekit.evaluation.estimate import elbo_sums
@@ -205,14 +213,14 @@ def _fit(
     observers: Sequence[EpochObserver],
     lock: RunLock,
 ) -> State:
-    train, scored = _load(config, device)
+    train, scored = _load(config, device, ckpt)
     lock.take(create=True)  # nothing is written to the folder before the data is good
     folder.create()
     if world.is_main:
         folder.remove_debris()
         folder.write_config(config)
         folder.repair_metrics(0 if ckpt is None else int(ckpt.progress["epoch"]))
-    state = build_state(config, train.image_shape, ckpt, world)
+    state = build_state(config, train.image_shape, ckpt, world, train.transform)
     for line in [_resume_line(state, folder)] if ckpt else []:
         log(line)
     for line in messages.at_start(config, state.epoch):
@@ -258,13 +266,19 @@ def _tell(
         log(text)
 
 
-def _load(config: RunConfig, device: torch.device) -> tuple[Split, dict[str, Split]]:
+def _load(
+    config: RunConfig, device: torch.device, ckpt: checkpoint.Checkpoint | None
+) -> tuple[Split, dict[str, Split]]:
     """The training split and the held-out ones by record prefix (test; val with
-    --validation), checked to fit in memory with the model before anything is built."""
-    train = load_data(config.data, "train")
-    scored = {"test": load_data(config.data, "test")}
+    --validation), checked to fit in memory with the model before anything is built.
+    A table's transform: the checkpoint's when resuming, else fitted on the training split."""
+    saved = ckpt.data_transform if ckpt else None
+    train = load_data(
+        config.data, "train", transform=TableTransform.from_dict(saved) if saved else None
+    )
+    scored = {"test": load_data(config.data, "test", transform=train.transform)}
     if config.data.validation:
-        scored["val"] = load_data(config.data, VALIDATION)
+        scored["val"] = load_data(config.data, VALIDATION, transform=train.transform)
     held = sum(len(split) for split in scored.values())
     moved = train.images.nbytes + sum(split.images.nbytes for split in scored.values())
     moved = moved if device.type == "cuda" else 0

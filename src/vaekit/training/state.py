@@ -52,6 +52,7 @@ class State:
     world: World = field(default_factory=World)
     net: torch.nn.Module | None = None  # the model as called in training (DDP-wrapped if so)
     last_record: dict[str, Any] = field(default_factory=dict)  # rank 0: the last epoch's
+    transform: Any = None  # a table's data.tables.TableTransform, saved with every checkpoint
 
     def reset_sums(self, values: dict[str, float] | None = None) -> None:
         values = values or {}
@@ -71,16 +72,20 @@ def build_state(
     image_shape: tuple[int, int, int],
     resume_from: Any = None,
     world: World | None = None,
+    transform: Any = None,
 ) -> State:
-    """Seed, build model and optimiser, and restore them from a checkpoint when given."""
+    """Seed, build model and optimiser, and restore them from a checkpoint when given.
+    A table's `transform` gives the likelihood its columns' layout."""
     device = resolve_device(config.train.device)
     seed_everything(config.train.seed)  # before building: same seed, same initial weights
-    model = build_model(config.model, image_shape).to(device)
+    layout = None if transform is None else transform.layout
+    model = build_model(config.model, image_shape, layout).to(device)
     optimizer = make_optimizer(model, config)
     scaler = None
     if needs_grad_scaler(device, config.train.precision):
         scaler = torch.amp.GradScaler(device.type)
     state = State(config, device, model, optimizer, scaler, world=world or World())
+    state.transform = transform
     state.reset_sums()
     # Runs of bad steps may span epochs, so these are not reset with the sums.
     state.bad_in_a_row = torch.zeros((), device=device)
@@ -115,5 +120,6 @@ def save_checkpoint(state: State, run_dir: Path, image_shape: tuple[int, int, in
         optimizer_state=state.optimizer.state_dict(),
         rng_state=rng_state(state.device),
         progress=progress,
+        data_transform=None if state.transform is None else state.transform.to_dict(),
     )
     return checkpoint.save(ckpt, run_dir)

@@ -34,7 +34,8 @@ class ModelConfig:
     likelihood: str = opt(
         "bernoulli",
         "p(x|z): bernoulli (the seed), gaussian (fixed --sigma), gaussian-learned (per-pixel "
-        "variance, floor --sigma) or continuous-bernoulli",
+        "variance, floor --sigma), continuous-bernoulli, or mixed (tables and vectors: Gaussian "
+        "with learned variance for numeric columns, categorical for the rest)",
         choices=LIKELIHOOD,
     )
     sigma: float = opt(0.1, "Gaussian likelihood: its fixed sigma, or the learned sigma's floor")
