@@ -27,7 +27,6 @@ import pytest
 KNOWN_OFFENDERS: frozenset[str] = frozenset(
     {
         # (c)
-        "vaekit.evaluation.estimate.evaluate",
     }
 )
 CYCLE = "cycle: "

@@ -187,7 +187,6 @@ def evaluate(
     n, pixels = images.shape[0], math.prod(images.shape[1:])
     timing: dict[str, float] = {}
     started = time.perf_counter()
-
     labels = test.labels.to(device)
     sums = elbo_sums(model, images, config.batch_size, config.seed, config.precision, labels=labels)
     elbo_terms = {key: value.item() / n for key, value in sums.items()}
@@ -202,14 +201,8 @@ def evaluate(
     log_px = importance_weighted_estimates(model, x, config, progress, labels)
     timing["iwae_seconds"] = time.perf_counter() - mark
     nll = -log_px.double()
-
-    mean_nll = nll.mean().item()
-    fid_result = None
-    if classifier is not None:
-        mark = time.perf_counter()
-        grey = test.images if reference is None else reference
-        fid_result = FID(**fid.fid_report(classifier, model, to_unit(grey), config.seed))
-        timing["fid_seconds"] = time.perf_counter() - mark
+    grey = test.images if reference is None else reference
+    fid_result = _fid(classifier, model, grey, config.seed, timing)
     timing["total_seconds"] = time.perf_counter() - started
     timing["images_x_k_per_second"] = n * config.k / timing["iwae_seconds"]
     return EvalResult(
@@ -222,25 +215,53 @@ def evaluate(
             elbo_terms["recon"],
             elbo_terms["kl"],
         ),
-        iwae=Likelihood(
-            config.k,
-            mean_nll,
-            bits_per_dim(mean_nll, pixels),
-            (nll.std() / math.sqrt(n)).item() if n > 1 else 0.0,
-        ),
-        latent=LatentStats(
-            dim=mu.shape[1],
-            groups=group_sizes,
-            kl_per_group=[part.sum().item() for part in kl_per_dim.split(group_sizes)],
-            kl_per_dim=kl_per_dim.tolist(),
-            mean_variance=variance.tolist(),
-            active_units=count,
-            active_threshold=ACTIVE_THRESHOLD,
-        ),
+        iwae=_likelihood(nll, config.k, pixels),
+        latent=_latent_stats(mu, kl_per_dim, group_sizes, count, variance),
         fid=fid_result,
         timing=timing,
         config=asdict(config),
         device=str(device),
+    )
+
+
+def _fid(
+    classifier: fid.Classifier | None,
+    model: VAE,
+    grey: torch.Tensor,
+    seed: int,
+    timing: dict[str, float],
+) -> FID | None:
+    """FID of the model's samples against the grey test images, timed, when asked for."""
+    if classifier is None:
+        return None
+    mark = time.perf_counter()
+    result = FID(**fid.fid_report(classifier, model, to_unit(grey), seed))
+    timing["fid_seconds"] = time.perf_counter() - mark
+    return result
+
+
+def _likelihood(nll: torch.Tensor, k: int, pixels: int) -> Likelihood:
+    """The mean -log p(x) per image, in nats and bits per dim, and its standard error."""
+    n, mean = nll.shape[0], nll.mean().item()
+    stderr = (nll.std() / math.sqrt(n)).item() if n > 1 else 0.0
+    return Likelihood(k, mean, bits_per_dim(mean, pixels), stderr)
+
+
+def _latent_stats(
+    mu: torch.Tensor,
+    kl_per_dim: torch.Tensor,
+    group_sizes: list[int],
+    count: int,
+    variance: torch.Tensor,
+) -> LatentStats:
+    return LatentStats(
+        dim=mu.shape[1],
+        groups=group_sizes,
+        kl_per_group=[part.sum().item() for part in kl_per_dim.split(group_sizes)],
+        kl_per_dim=kl_per_dim.tolist(),
+        mean_variance=variance.tolist(),
+        active_units=count,
+        active_threshold=ACTIVE_THRESHOLD,
     )
 
 
