@@ -459,7 +459,7 @@ def test_saved_checkpoints_are_version_2_with_only_the_familys_fields(saved: Pat
     model = json.loads(metadata["config"])["model"]
     assert set(model) == {"name", "latent_dim", "hidden_dim", "likelihood", "sigma"} | {
         *("prior", "pseudo_inputs", "flow", "flow_steps"),  # the one-group latent options
-        *("condition", "classes"),  # the MLP's conditional VAE
+        *("condition", "labels"),  # the MLP's conditional VAE
     }
 
 

@@ -341,7 +341,7 @@ def test_each_family_saves_only_its_own_fields():
     common = {"name", "likelihood", "sigma", "latent_dim", "hidden_dim"}
     one_group = common | {"prior", "pseudo_inputs", "flow", "flow_steps"}
     expected = {
-        "mlp": one_group | {"condition", "classes"},
+        "mlp": one_group | {"condition", "labels"},
         "conv": one_group | {"channels"},
         "resconv": one_group | {"channels"},
         "hvae": common | {"groups"},

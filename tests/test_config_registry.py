@@ -232,7 +232,7 @@ def test_model_flags_are_the_union_and_say_which_families_they_apply_to():
     assert set(flags) == {"--model", "--latent-dim", "--hidden-dim", "--channels", "--groups"} | {
         "--likelihood",
         "--sigma",
-        *("--prior", "--pseudo-inputs", "--flow", "--flow-steps", "--condition", "--classes"),
+        *("--prior", "--pseudo-inputs", "--flow", "--flow-steps", "--condition", "--labels"),
     }
     assert flags["--condition"].families == ("mlp",)
     assert flags["--prior"].families == ("mlp", "conv", "resconv", "iwae-1l")

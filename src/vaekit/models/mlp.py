@@ -28,7 +28,7 @@ class MLPVAE(VAE):
         self, config: MLPConfig, image_shape: tuple[int, int, int], likelihood: Likelihood
     ) -> None:
         super().__init__(image_shape, config.latent_dim, likelihood)
-        self.classes = config.classes if config.condition == "label" else 0
+        self.classes = config.labels if config.condition == "label" else 0
         input_dim = math.prod(image_shape)
         self.fc1 = nn.Linear(input_dim + self.classes, config.hidden_dim)
         self.fc_mu = nn.Linear(config.hidden_dim, config.latent_dim)

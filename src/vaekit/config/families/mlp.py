@@ -25,7 +25,7 @@ class MLPConfig(OneGroupConfig):
         "encoder and the decoder; `vaekit sample --label`, -log p(x|y) in `vaekit evaluate`",
         choices=CONDITION,
     )
-    classes: int = opt(10, "conditional VAE: number of labels (0 .. classes-1)")
+    labels: int = opt(10, "conditional VAE: number of labels (0 .. labels-1)")
 
     def validate(self) -> None:
         super().validate()
