@@ -197,3 +197,18 @@ def test_likelihoods_and_data_kinds_must_agree():
         get_likelihood("mixed", 0.1)
     with pytest.raises(ConfigError, match="tables and vectors need --likelihood mixed"):
         get_likelihood("bernoulli", 0.1, TableLayout(2))
+
+
+@pytest.mark.parametrize(
+    ("name", "extra"), [("mlp", {}), ("iwae-1l", {}), ("iwae-2l", {}), ("hvae", {"groups": 2})]
+)
+def test_the_flattening_families_take_vectors(name, extra):
+    from vaekit.config import model_config
+    from vaekit.models import build_model
+    from vaekit.objectives import training_terms
+
+    model = build_model(model_config(name, likelihood="mixed", **extra), (1, 1, 7), (4, (3,)))
+    x = torch.cat([torch.randn(5, 4), torch.eye(3)[[0, 1, 2, 0, 1]]], dim=1)[:, None, None]
+    out = model(x)
+    assert out.params.shape == (5, 2, 1, 7)
+    assert torch.isfinite(training_terms(x, out, model.likelihood.nll)["objective"])

@@ -97,6 +97,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
 def cmd_reconstruct(args: argparse.Namespace) -> None:
     model = api.load(_model_source(args), args.device)
+    if model.data_transform is not None:
+        raise ConfigError("reconstruct draws images; for a table's rows use vaekit score or encode")
     data = model.run_config.data
     test = load_data(dataclasses.replace(data, limit=None), "test", args.data_dir)
     x = to_unit(test.images[: _positive(args.n, "-n")]).to(next(model.parameters()).device)

@@ -157,8 +157,14 @@ def _read_quoted(path: Path, text: str, text_columns: frozenset[str]) -> RawTabl
         raise _no_rows(path)
     table = RawTable(str(path), names, {}, np.asarray(lines, dtype=np.int64))
     table.cell = lambda row, name: rows[row][names.index(name)].strip()
-    for index, name in enumerate(names):
-        cells = np.char.strip(np.array([row[index] for row in rows], dtype=str))
+    for name, column in zip(names, zip(*rows, strict=True), strict=True):
+        if name not in text_columns:
+            try:  # a column of numbers alone: parsed without building its text
+                table.columns[name] = np.fromiter(map(float, column), np.float64, len(column))
+                continue
+            except ValueError:
+                pass
+        cells = np.char.strip(np.array(column, dtype=str))
         table.columns[name] = cells if name in text_columns else _parse(table, name, cells)
     return table
 
