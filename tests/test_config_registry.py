@@ -156,7 +156,7 @@ def test_every_declared_name_has_exactly_one_implementation(kind: Registry):
 
 def test_names_only_kinds_agree_with_the_code_that_reads_them():
     from vaekit import data, runtime
-    from vaekit.data.userdata import PIL_MODES
+    from vaekit.data.imagefiles import PIL_MODES
 
     assert registry.BINARIZE.names() == data.BINARIZE
     assert set(PIL_MODES) == set(registry.IMAGE_MODE) - {"auto"}

@@ -9,6 +9,8 @@ refusal is never a false alarm.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from vaekit import memory
@@ -24,12 +26,15 @@ BYTES_PER_TRAIN_PIXEL = 3 * 4
 BYTES_PER_EVAL_PIXEL = 2 * 4
 
 
-def parameter_count(config: RunConfig, image_shape: tuple[int, int, int]) -> int:
+def parameter_count(
+    config: RunConfig, image_shape: tuple[int, int, int], layout: Any = None
+) -> int:
     """The model's parameter count, from a build on the meta device (no memory used);
-    sizes too large for PyTorch to even describe are a ResourceError."""
+    sizes too large for PyTorch to even describe are a ResourceError. `layout`: a
+    table's columns (`data.tables`), which the mixed likelihood needs."""
     try:
         with torch.device("meta"):
-            model = build_model(config.model, image_shape)
+            model = build_model(config.model, image_shape, layout)
         return sum(p.numel() for p in model.parameters())
     except (RuntimeError, OverflowError, ValueError, TypeError) as exc:  # sizes overflow
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -40,7 +45,11 @@ def parameter_count(config: RunConfig, image_shape: tuple[int, int, int]) -> int
 
 
 def training_bytes(
-    config: RunConfig, image_shape: tuple[int, int, int], n_train: int, n_test: int
+    config: RunConfig,
+    image_shape: tuple[int, int, int],
+    n_train: int,
+    n_test: int,
+    layout: Any = None,
 ) -> tuple[int, int, int]:
     """(total, weights and optimiser state, largest batch) in bytes, at least."""
     pixels = image_shape[0] * image_shape[1] * image_shape[2]
@@ -48,7 +57,7 @@ def training_bytes(
     batch = min(config.train.batch_size, n_train) * k
     per_step = batch * pixels * BYTES_PER_TRAIN_PIXEL
     per_eval = min(config.train.eval_batch_size, n_test) * pixels * BYTES_PER_EVAL_PIXEL
-    weights = parameter_count(config, image_shape) * BYTES_PER_PARAMETER
+    weights = parameter_count(config, image_shape, layout) * BYTES_PER_PARAMETER
     largest = max(per_step, per_eval)
     return weights + largest, weights, largest
 
@@ -60,10 +69,11 @@ def check_training_fits(
     n_test: int,
     device: torch.device,
     data_bytes: int = 0,
+    layout: Any = None,
 ) -> None:
     """ResourceError with the estimate when the run cannot fit on `device`; `data_bytes`
     counts a dataset that will be copied there too (a GPU)."""
-    total, weights, batch = training_bytes(config, image_shape, n_train, n_test)
+    total, weights, batch = training_bytes(config, image_shape, n_train, n_test, layout)
     c, h, w = image_shape
     memory.require(
         total + data_bytes,

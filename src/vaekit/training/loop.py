@@ -282,7 +282,8 @@ def _load(
     held = sum(len(split) for split in scored.values())
     moved = train.images.nbytes + sum(split.images.nbytes for split in scored.values())
     moved = moved if device.type == "cuda" else 0
-    check_training_fits(config, train.image_shape, len(train), held, device, moved)
+    layout = None if train.transform is None else train.transform.layout
+    check_training_fits(config, train.image_shape, len(train), held, device, moved, layout)
     return train.to(device), {name: split.to(device) for name, split in scored.items()}
 
 
