@@ -121,6 +121,8 @@ def test_a_table_run_trains_samples_rows_and_scores(tmp_path, mnist_dir):
     assert "people.csv" in (run / "report.html").read_text()
     model = vaekit.load(run, "cpu")
     assert model.data_transform.label_names == ("a", "b") and model.image_shape == (1, 1, 6)
+    best = vaekit.load(run / "best.safetensors", "cpu")  # the best epoch carries the transform too
+    assert best.data_transform.to_dict() == model.data_transform.to_dict()
     samples = tmp_path / "s.csv"
     assert main(["sample", str(run), "-n", "50", "-o", str(samples), "--device", "cpu"]) == 0
     rows = read_csv(samples)

@@ -129,8 +129,8 @@ class RunFolder:
             raise ConfigError(f"{self.config_path} cannot be read: {exc}") from None
 
     def append_metrics(self, record: dict[str, Any]) -> None:
-        """Add one epoch's record; a torn last line (a crash mid-write) is dropped first."""
-        self.repair_metrics()
+        """Add one epoch's record (a torn last line left by a crash is mended once, when
+        the run is resumed: `repair_metrics`)."""
         with open(self.metrics_path, "a") as handle:
             handle.write(json.dumps(record) + "\n")
 

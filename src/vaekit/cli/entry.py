@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _run(args: object) -> int | None:
+def _run(args: argparse.Namespace) -> int | None:
     """Set the thread count, then import the commands (and torch) and run one."""
     from vaekit import threads
 

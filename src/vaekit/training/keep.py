@@ -9,12 +9,12 @@ loss (said when training ends, since choosing on the test set biases what it rep
 
 from __future__ import annotations
 
-import shutil
 from typing import Any
 
 from vaekit import checkpoint
+from vaekit.files import write_atomic
 from vaekit.runfolder import BEST, PERIODIC, RunFolder
-from vaekit.training.state import State
+from vaekit.training.state import State, weights_checkpoint
 
 
 def monitored(state: State) -> str:
@@ -38,17 +38,20 @@ def summary(state: State, folder: RunFolder) -> str | None:
     return line
 
 
-def keep(state: State, folder: RunFolder, record: dict[str, Any]) -> None:
-    """After an epoch's checkpoint and record: refresh best.safetensors, copy a periodic one."""
+def keep(
+    state: State, folder: RunFolder, record: dict[str, Any], image_shape: tuple[int, int, int]
+) -> None:
+    """After an epoch's record and checkpoint: refresh best.safetensors when this epoch's
+    monitored loss is the lowest so far (the earlier ones are in metrics.jsonl), and copy
+    a periodic checkpoint."""
     key = monitored(state)
     best = folder.file(BEST)
-    previous = checkpoint.load(best).progress.get(key) if best.is_file() else None
-    if previous is None or record[key] < previous:
-        saved = checkpoint.load(folder.checkpoint)
+    earlier = [r[key] for r in folder.read_metrics() if r["epoch"] < state.epoch and key in r]
+    if not best.is_file() or not earlier or record[key] < min(earlier):
         progress = {"epoch": state.epoch, key: record[key]}
-        weights = checkpoint.Checkpoint(saved.config, saved.image_shape, saved.model_state)
-        weights.progress = progress
-        checkpoint.save(weights, best)
+        checkpoint.save(weights_checkpoint(state, image_shape, progress), best)
     every = state.config.train.keep_every
-    if every and state.epoch % every == 0:
-        shutil.copyfile(folder.checkpoint, folder.file(PERIODIC.format(epoch=state.epoch)))
+    if every and state.epoch % every == 0:  # a copy that is whole or absent, like the original
+        write_atomic(
+            folder.file(PERIODIC.format(epoch=state.epoch)), folder.checkpoint.read_bytes()
+        )

@@ -173,8 +173,8 @@ def _starting_point(
     repeat = resume and ckpt is not None and "threads" not in overrides
     config.train.threads, note = threads.for_run(config.train.threads, repeat)
     torch.set_num_threads(config.train.threads)
-    for line in [note] if note else []:
-        log(line)
+    if note:
+        log(note)
     return config, ckpt
 
 
@@ -221,8 +221,8 @@ def _fit(
         folder.write_config(config)
         folder.repair_metrics(0 if ckpt is None else int(ckpt.progress["epoch"]))
     state = build_state(config, train.image_shape, ckpt, world, train.transform)
-    for line in [_resume_line(state, folder)] if ckpt else []:
-        log(line)
+    if ckpt:
+        log(_resume_line(state, folder))
     for line in messages.at_start(config, state.epoch):
         log(line)
     said: set[str] = set()
@@ -235,9 +235,9 @@ def _fit(
                 raise _interrupted(stop, where, folder)
             seconds = time.perf_counter() - started
             lr = state.optimizer.param_groups[0]["lr"]  # the rate this epoch trained at
-            _end_epoch(state, folder, scored, train.image_shape, (started, seconds, lr))
-            if world.is_main:
-                _tell(state.last_record, state, folder, observers, log, said)
+            record = _end_epoch(state, folder, scored, train.image_shape, (started, seconds, lr))
+            if record is not None:  # rank 0
+                _tell(record, state, folder, observers, log, said)
             if world.any(bool(stop), device) and state.epoch < config.train.epochs:
                 raise _interrupted(stop, f"after epoch {state.epoch}", folder)
     world.barrier()
@@ -293,12 +293,14 @@ def _end_epoch(
     scored: dict[str, Split],
     image_shape: tuple[int, int, int],
     timing: tuple[float, float, float],
-) -> None:
+) -> dict[str, Any] | None:
     """The epoch's record, then its checkpoint: a crash between the two leaves a record
     past the checkpoint, which a resume drops and writes again (the other order would
-    lose the record of an epoch the checkpoint holds). `timing`: (start, seconds, lr)."""
+    lose the record of an epoch the checkpoint holds). `timing`: (start, seconds, lr).
+    Returns the record on rank 0, None on the other ranks."""
     started, seconds, lr = timing
     train_stats = finish_epoch(state)
+    record = None
     if state.world.is_main:  # rank 0 alone measures the held-out splits, writes the folder
         record = {"epoch": state.epoch, "lr": lr, "seconds": round(seconds, 3)}
         record |= {f"train_{k}": v for k, v in train_stats.items()}
@@ -307,10 +309,10 @@ def _end_epoch(
         # the epoch a user waits for: steps and held-out losses (the checkpoint comes next)
         record["epoch_seconds"] = round(time.perf_counter() - started, 3)
         folder.append_metrics(record)
-        state.last_record = record
     save_checkpoint(state, folder.path, image_shape)
-    if state.world.is_main:
-        keep.keep(state, folder, state.last_record)
+    if record is not None:
+        keep.keep(state, folder, record, image_shape)
+    return record
 
 
 def _test_metrics(state: State, test: Split) -> dict[str, float]:

@@ -51,7 +51,6 @@ class State:
     worst_in_a_row: torch.Tensor | None = None
     world: World = field(default_factory=World)
     net: torch.nn.Module | None = None  # the model as called in training (DDP-wrapped if so)
-    last_record: dict[str, Any] = field(default_factory=dict)  # rank 0: the last epoch's
     transform: Any = None  # a table's data.tables.TableTransform, saved with every checkpoint
 
     def reset_sums(self, values: dict[str, float] | None = None) -> None:
@@ -113,13 +112,21 @@ def save_checkpoint(state: State, run_dir: Path, image_shape: tuple[int, int, in
         return run_dir / checkpoint.FILENAME
     if state.batch:  # mid-epoch: keep the running sums so the epoch's loss comes out the same
         progress["sums"] = {key: value.item() for key, value in state.sums.items()}
-    ckpt = checkpoint.Checkpoint(
+    ckpt = weights_checkpoint(state, image_shape, progress)
+    ckpt.optimizer_state = state.optimizer.state_dict()
+    ckpt.rng_state = rng_state(state.device)
+    return checkpoint.save(ckpt, run_dir)
+
+
+def weights_checkpoint(
+    state: State, image_shape: tuple[int, int, int], progress: dict[str, Any]
+) -> checkpoint.Checkpoint:
+    """The model as it is now, with its config and a table's transform, and no optimiser
+    or RNG state: what best.safetensors holds, and the core of every checkpoint."""
+    return checkpoint.Checkpoint(
         config=state.config,
         image_shape=image_shape,
         model_state=state.model.state_dict(),
-        optimizer_state=state.optimizer.state_dict(),
-        rng_state=rng_state(state.device),
         progress=progress,
         data_transform=None if state.transform is None else state.transform.to_dict(),
     )
-    return checkpoint.save(ckpt, run_dir)
