@@ -47,6 +47,38 @@ def test_folder_resize_and_colour(tmp_path):
     assert grey.shape == (2, 8, 8, 1)
 
 
+def test_crop_keeps_the_centred_square_and_squash_the_whole_image(tmp_path):
+    """A 30x10 strip, black | white | black in thirds: its centred 10x10 square is the
+    white third alone, so a crop to 5x5 is all white; squashing keeps the black thirds."""
+    strip = np.zeros((10, 30), np.uint8)
+    strip[:, 10:20] = 255
+    _save(tmp_path / "strip.png", strip)
+    cropped, _ = read_folder(tmp_path, image_size=5, resize="crop")
+    squashed, _ = read_folder(tmp_path, image_size=6)
+    assert (cropped == 255).all()
+    columns = squashed[0, :, :, 0].mean(axis=0)
+    assert columns[0] < 30 and columns[-1] < 30 and columns[2:4].min() > 200
+
+
+def test_crop_box_is_centred_with_the_target_aspect():
+    from vaekit.data.imagefiles import centre_box
+
+    assert centre_box((30, 10), (5, 5)) == (10, 0, 20, 10)
+    assert centre_box((10, 40), (8, 8)) == (0, 15, 10, 25)
+    assert centre_box((64, 64), (32, 32)) == (0, 0, 64, 64)
+
+
+def test_crop_needs_an_image_size_and_a_folder(tmp_path):
+    from vaekit.config import DataConfig
+    from vaekit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--resize crop needs --image-size"):
+        DataConfig(dataset="folder:x", resize="crop").validate()
+    np.save(tmp_path / "a.npy", np.zeros((4, 8, 8), np.uint8))
+    with pytest.raises(DataError, match="--resize apply to image folders only"):
+        read_npy(tmp_path / "a.npy", resize="crop")
+
+
 def test_folder_errors_name_the_file(tmp_path):
     with pytest.raises(DataError, match="no such folder"):
         read_folder(tmp_path / "nope")

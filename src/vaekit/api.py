@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from vaekit import checkpoint, fid, gmm, inputs, pictures, pretrained, runfolder, tracking
 from vaekit.config import EvalConfig, RunConfig
@@ -57,16 +58,6 @@ def load_pretrained(name: str, device: str = "auto") -> VAE:
     return load(pretrained.path(name), device)
 
 
-def write_run_pictures(model: VAE, test_images: torch.Tensor, run_dir: Path, seed: int) -> None:
-    """samples.png: 64 prior draws, 8x8 as in the seed; reconstructions.png: 32 test images."""
-    folder = RunFolder(run_dir)
-    samples = pictures.grid(pictures.sample(model, 64, seed))
-    pictures.save_png(samples, folder.file(runfolder.SAMPLES), scale=2)
-    originals = to_unit(test_images[:32])
-    recon = pictures.reconstruction_grid(model, originals)
-    pictures.save_png(recon, folder.file(runfolder.RECONSTRUCTIONS), scale=2)
-
-
 def default_run_dir(config: RunConfig) -> Path:
     """runs/<dataset>-<model>-<time>: where a run goes when no folder is named."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -91,7 +82,7 @@ def train(
     with lock, _trackers(config, run_dir) as trackers:
         watching = [*observers, *trackers]
         run = fit(config, run_dir, log=log, progress=progress, observers=watching, lock=lock)
-        finish_run(run)
+        finish_run(run, progress)
     return run
 
 
@@ -111,7 +102,7 @@ def resume(
         with _trackers(config, run_dir) as trackers:
             watching = [*observers, *trackers]
             run = fit(RunConfig(), run_dir, True, overrides, log, progress, watching, lock)
-        finish_run(run)
+        finish_run(run, progress)
     return run
 
 
@@ -125,25 +116,36 @@ def _trackers(
     return tracking.session(config, run_dir)
 
 
-def finish_run(run_dir: Path) -> None:
+def finish_run(run_dir: Path, progress: bool = True) -> None:
     """The end of a run: samples, reconstructions, plots and report.html, as its
-    config asks (rank 0 alone under torchrun)."""
+    config asks (rank 0 alone under torchrun), under a bar naming each phase (on a
+    busy CPU, matplotlib's import and the plots take tens of seconds)."""
     if not world_from_env().is_main:
         return
     run = checkpoint.load(run_dir).config
     if not (run.train.pictures or run.train.plots):
         return
-    model = load(run_dir, run.train.device)
-    test = load_data(run.data, "test", transform=model.data_transform)  # as trained on
-    test = test.to(next(model.parameters()).device)
-    if run.train.pictures and test.is_vectors:  # a table's samples are rows, not pictures
-        write_samples(model, 64, run.train.seed, RunFolder(run_dir).file(runfolder.SAMPLES_CSV))
-    elif run.train.pictures:
-        write_run_pictures(model, test.images, run_dir, run.train.seed)
-    if run.train.plots:
-        from vaekit import plots  # matplotlib is slow to import: only runs that draw pay
+    with tqdm(total=3, desc="End of run", leave=False, disable=None if progress else True) as bar:
+        bar.set_postfix_str("loading the model and test split")
+        model = load(run_dir, run.train.device)
+        test = load_data(run.data, "test", transform=model.data_transform)  # as trained on
+        test = test.to(next(model.parameters()).device)
+        bar.update()
+        bar.set_postfix_str("samples and reconstructions")
+        folder = RunFolder(run_dir)
+        if run.train.pictures and test.is_vectors:  # a table's samples are rows, not pictures
+            write_samples(model, 64, run.train.seed, folder.file(runfolder.SAMPLES_CSV))
+        elif run.train.pictures:
+            files = folder.file(runfolder.SAMPLES), folder.file(runfolder.RECONSTRUCTIONS)
+            pictures.write_run_pictures(model, test.images, *files, run.train.seed)
+        bar.update()
+        bar.set_postfix_str("latent plots and report.html")
+        if run.train.plots:
+            from vaekit import plots  # matplotlib is slow to import: only runs that draw pay
 
-        plots.plot_run(model, test, run_dir, run.train.seed, run.data.binarize, run.data.dataset)
+            seed, data = run.train.seed, run.data
+            plots.plot_run(model, test, run_dir, seed, data.binarize, data.dataset)
+        bar.update()
 
 
 def encode(model: VAE | str | Path, x: inputs.ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:

@@ -129,31 +129,45 @@ def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: n
     return float(max(distance, 0.0))
 
 
-def features(net: FeatureNet, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Penultimate-layer features (N, F) of float images in [0, 1], (N, C, H, W)."""
+def features(
+    net: FeatureNet,
+    images: torch.Tensor,
+    batch_size: int = 1000,
+    progress: bool = False,
+    desc: str = "FID features",
+) -> torch.Tensor:
+    """Penultimate-layer features (N, F) of float images in [0, 1], (N, C, H, W); a bar
+    when `progress` (on a slow CPU 10,000 images take tens of seconds)."""
     device = next(net.parameters()).device
     out = []
+    starts = range(0, images.shape[0], batch_size)
     with inference(net):
-        for start in range(0, images.shape[0], batch_size):
+        for start in tqdm(starts, desc=desc, leave=False, disable=None if progress else True):
             out.append(net.features(images[start : start + batch_size].float().to(device)).cpu())
     return torch.cat(out)
 
 
-def fid(net: FeatureNet, generated: torch.Tensor, reference: torch.Tensor) -> float:
+def fid(
+    net: FeatureNet, generated: torch.Tensor, reference: torch.Tensor, progress: bool = False
+) -> float:
     """Fréchet distance between the classifier's features of two sets of float images."""
-    mu1, cov1 = feature_statistics(features(net, generated))
-    mu2, cov2 = feature_statistics(features(net, reference))
+    mu1, cov1 = feature_statistics(features(net, generated, progress=progress, desc="FID: samples"))
+    mu2, cov2 = feature_statistics(features(net, reference, progress=progress, desc="FID: test"))
     return frechet_distance(mu1, cov1, mu2, cov2)
 
 
 def fid_report(
-    classifier: Classifier, model: VAE, reference: torch.Tensor, seed: int = 0
+    classifier: Classifier,
+    model: VAE,
+    reference: torch.Tensor,
+    seed: int = 0,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """FID of as many prior samples (Bernoulli means) as `reference` images, with context."""
     generated = pictures.sample(model, reference.shape[0], seed)
     return {
         "name": classifier.name,
-        "value": fid(classifier.net, generated, reference),
+        "value": fid(classifier.net, generated, reference, progress),
         "generated": int(reference.shape[0]),
         "reference": int(reference.shape[0]),
         "floor_train_vs_test": classifier.fid_floor,

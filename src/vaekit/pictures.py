@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vaekit.data import to_unit
 from vaekit.errors import ConfigError
 from vaekit.models import VAE
 from vaekit.runtime import inference
@@ -73,3 +74,13 @@ def reconstruction_grid(model: VAE, x: torch.Tensor, per_row: int = 8) -> np.nda
     for start in range(0, x.shape[0], per_row):
         rows += [x[start : start + per_row], recon[start : start + per_row]]
     return grid(torch.cat(rows), nrow=per_row)
+
+
+def write_run_pictures(
+    model: VAE, test_images: torch.Tensor, samples_png: Path, reconstructions_png: Path, seed: int
+) -> None:
+    """A run's samples (64 prior draws, 8x8 as in the seed) and the reconstructions of
+    its first 32 test images (uint8 or float in [0, 1])."""
+    save_png(grid(sample(model, 64, seed)), samples_png, scale=2)
+    recon = reconstruction_grid(model, to_unit(test_images[:32]))
+    save_png(recon, reconstructions_png, scale=2)

@@ -124,6 +124,7 @@ DEVICE = Registry("device", ("auto", "cpu", "cuda"))
 BINARIZE = Registry("binarisation protocol", ("none", "dynamic", "static"))
 IMAGE_MODE = Registry("image mode", ("auto", "grey", "rgb"))
 IMPUTE = Registry("imputation", ("none", "mean"))
+RESIZE = Registry("resize", ("squash", "crop"))
 
 ALL = (
     MODEL,
@@ -140,4 +141,5 @@ ALL = (
     BINARIZE,
     IMAGE_MODE,
     IMPUTE,
+    RESIZE,
 )

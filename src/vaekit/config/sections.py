@@ -17,6 +17,7 @@ from vaekit.config.registry import (
     IMPUTE,
     OBJECTIVE,
     PRECISION,
+    RESIZE,
     SCHEDULE,
 )
 from vaekit.errors import ConfigError
@@ -52,6 +53,12 @@ class DataConfig:
     image_mode: str = opt(
         "auto", "folder images as grey or rgb (auto: as the files are)", choices=IMAGE_MODE
     )
+    resize: str = opt(
+        "squash",
+        "how --image-size fits a folder image: squash (stretch the whole image to the "
+        "square) or crop (keep the centred square of its shorter side, then scale it)",
+        choices=RESIZE,
+    )
     test_fraction: float = opt(
         0.1, "share of own data (folder:/npy:/csv:) held out as the test split"
     )
@@ -83,6 +90,8 @@ class DataConfig:
         check_dataset_name(self.dataset)
         if not 0 < self.test_fraction < 1:
             raise ConfigError(f"test_fraction must lie in (0, 1); got {self.test_fraction}")
+        if self.resize != "squash" and not self.image_size:
+            raise ConfigError(f"--resize {self.resize} needs --image-size, the size to fit")
         for name in ("classes", "categorical"):
             value = getattr(self, name)
             if value is not None and not all(part.strip() for part in value.split(",")):

@@ -147,9 +147,10 @@ def colour_mode(requested: str, modes: list[str]) -> str:
     return "rgb" if colour else "grey"
 
 
-def decode(path: Path, mode: str, size: tuple[int, int] | None) -> np.ndarray:
+def decode(path: Path, mode: str, size: tuple[int, int] | None, crop: bool = False) -> np.ndarray:
     """The file's pixels as uint8 (H, W, C) in `mode` ('grey' or 'rgb'), resized to
-    `size` (width, height) when given."""
+    `size` (width, height) when given; with `crop`, the centred box of `size`'s aspect
+    is cut out first, so a photo is scaled, never stretched."""
     try:
         with warnings.catch_warnings():  # Pillow's other warnings would break our one line
             warnings.simplefilter("ignore")
@@ -158,11 +159,21 @@ def decode(path: Path, mode: str, size: tuple[int, int] | None) -> np.ndarray:
                 img.load()
                 img = _eight_bit(img).convert(PIL_MODES[mode])
                 if size and img.size != size:
+                    if crop:  # cut first: resize's box would blend in pixels beyond it
+                        img = img.crop(centre_box(img.size, size))
                     img = img.resize(size, Image.BILINEAR)
                 array = np.asarray(img, dtype=np.uint8)
     except DECODE_ERRORS as exc:
         raise _failure(path, exc) from None
     return array[..., None] if array.ndim == 2 else array
+
+
+def centre_box(have: tuple[int, int], want: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The largest centred (left, top, right, bottom) box of `have` with `want`'s aspect."""
+    (width, height), (to_w, to_h) = have, want
+    crop_w, crop_h = min(width, height * to_w // to_h), min(height, width * to_h // to_w)
+    left, top = (width - crop_w) // 2, (height - crop_h) // 2
+    return left, top, left + crop_w, top + crop_h
 
 
 def _eight_bit(img: Image.Image) -> Image.Image:

@@ -114,6 +114,7 @@ def _load_images(config: DataConfig, split: str, data_dir: str | Path | None) ->
         config.binarize,
         image_size=config.image_size,
         image_mode=config.image_mode,
+        resize=config.resize,
         test_fraction=config.test_fraction,
     )
 
@@ -157,11 +158,13 @@ def load_split(
     *,
     image_size: int | None = None,
     image_mode: str = "auto",
+    resize: str = "squash",
     test_fraction: float = 0.1,
 ) -> Split:
     """Load one split of a dataset, fetching a named one into the cache when allowed.
 
-    `folder:PATH` and `npy:PATH` read the user's own images (see vaekit.data.userdata).
+    `folder:PATH` and `npy:PATH` read the user's own images (see vaekit.data.userdata);
+    `resize` says how `image_size` fits them (squash or crop).
     With `binarize="static"` the images come back as one fixed Bernoulli draw
     (pixels 0 or 255, see `static_binarize`); other protocols act per batch.
     """
@@ -171,7 +174,7 @@ def load_split(
     if name in DATASETS:
         loaded = _load_idx_split(name, split, data_dir, download)
     else:
-        images, labels = load_user_data(name, split, image_size, image_mode, test_fraction)
+        images, labels = load_user_data(name, split, image_size, image_mode, test_fraction, resize)
         # A view, not a copy: a memory-mapped array stays on disk until batches touch it.
         loaded = Split(torch.from_numpy(images).permute(0, 3, 1, 2), torch.from_numpy(labels))
     if binarize == "static":

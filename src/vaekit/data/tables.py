@@ -298,7 +298,8 @@ def read_table(spec: str, config: DataConfig, transform: TableTransform | None =
     kind, _, path = spec.partition(":")
     if config.binarize != "none" or config.image_size or config.image_mode != "auto":
         raise DataError(
-            f"{spec}: --binarize, --image-size and --image-mode apply to images, not tables"
+            f"{spec}: --binarize, --image-size, --image-mode and --resize apply to images, "
+            "not tables"
         )
     if kind == "npy":
         return read_vectors(Path(path).expanduser())

@@ -23,12 +23,13 @@ SPLIT_SEED = 20261125  # fixed: the train/test split of a dataset never depends 
 
 
 def read_folder(
-    root: Path, image_size: int | None = None, image_mode: str = "auto"
+    root: Path, image_size: int | None = None, image_mode: str = "auto", resize: str = "squash"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Decode every image once; labels come from the first sub-folder level, if any.
 
     `image_mode` auto keeps grey images grey and makes all colour when any file is
-    colour. Without `image_size`, every image must have the first one's size. The
+    colour. Without `image_size`, every image must have the first one's size; with it,
+    `resize` squashes each image to the square or crops its centred square first. The
     headers are read first, so a mismatch, a bomb or an array too large for memory is
     refused before any pixel is decoded.
     """
@@ -58,18 +59,20 @@ def read_folder(
     )
     pixels = np.empty(shape, dtype=np.uint8)
     for index, path in enumerate(files):
-        pixels[index] = decode(path, mode, (width, height))
+        pixels[index] = decode(path, mode, (width, height), crop=resize == "crop")
     labels = [classes.index(p.relative_to(root).parts[0]) if classes else 0 for p in files]
     return pixels, np.asarray(labels, dtype=np.int64)
 
 
 def read_npy(
-    path: Path, image_size: int | None = None, image_mode: str = "auto"
+    path: Path, image_size: int | None = None, image_mode: str = "auto", resize: str = "squash"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Memory-map an (N, H, W) or (N, H, W, C) array of uint8, of integers in 0..255 or
     of floats in [0, 1]; every value is checked, the first bad one named."""
-    if image_size or image_mode != "auto":
-        raise DataError(f"{path}: --image-size and --image-mode apply to image folders only")
+    if image_size or image_mode != "auto" or resize != "squash":
+        raise DataError(
+            f"{path}: --image-size, --image-mode and --resize apply to image folders only"
+        )
     array = check_shape(path, open_array(path))
     array = check_values(path, array)
     return array, np.zeros(array.shape[0], dtype=np.int64)
@@ -89,7 +92,7 @@ def split_rows(n: int, test_fraction: float, split: str, shuffle: bool) -> slice
     return slice(n - n_test, n) if split == "test" else slice(0, n - n_test)
 
 
-Reader = Callable[[Path, int | None, str], tuple[np.ndarray, np.ndarray]]
+Reader = Callable[[Path, int | None, str, str], tuple[np.ndarray, np.ndarray]]
 # kind -> (reader, shuffle before splitting)
 SOURCES: dict[str, tuple[Reader, bool]] = {"folder": (read_folder, True), "npy": (read_npy, False)}
 for _kind, _source in SOURCES.items():  # kinds declared in vaekit.config.registry
@@ -97,7 +100,12 @@ for _kind, _source in SOURCES.items():  # kinds declared in vaekit.config.regist
 
 
 def load_user_data(
-    spec: str, split: str, image_size: int | None, image_mode: str, test_fraction: float
+    spec: str,
+    split: str,
+    image_size: int | None,
+    image_mode: str,
+    test_fraction: float,
+    resize: str = "squash",
 ) -> tuple[np.ndarray, np.ndarray]:
     """`folder:PATH` or `npy:PATH` -> (images (N, H, W, C), labels) of one split."""
     kind, _, path = spec.partition(":")
@@ -105,7 +113,7 @@ def load_user_data(
         raise DataError(f"unknown data source {spec!r}; use folder:PATH or npy:PATH")
     reader, shuffle = SOURCES[kind]
     source = Path(path).expanduser()
-    images, labels = reader(source, image_size, image_mode)
+    images, labels = reader(source, image_size, image_mode, resize)
     n = images.shape[0]
     rows = split_rows(n, test_fraction, split, shuffle)
     n_test = len(range(n)[split_rows(n, test_fraction, "test", False)])

@@ -202,7 +202,7 @@ def evaluate(
     timing["iwae_seconds"] = time.perf_counter() - mark
     nll = -log_px.double()
     grey = test.images if reference is None else reference
-    fid_result = _fid(classifier, model, grey, config.seed, timing)
+    fid_result = _fid(classifier, model, grey, config.seed, timing, progress)
     timing["total_seconds"] = time.perf_counter() - started
     timing["images_x_k_per_second"] = n * config.k / timing["iwae_seconds"]
     return EvalResult(
@@ -230,12 +230,13 @@ def _fid(
     grey: torch.Tensor,
     seed: int,
     timing: dict[str, float],
+    progress: bool,
 ) -> FID | None:
     """FID of the model's samples against the grey test images, timed, when asked for."""
     if classifier is None:
         return None
     mark = time.perf_counter()
-    result = FID(**fid.fid_report(classifier, model, to_unit(grey), seed))
+    result = FID(**fid.fid_report(classifier, model, to_unit(grey), seed, progress))
     timing["fid_seconds"] = time.perf_counter() - mark
     return result
 
