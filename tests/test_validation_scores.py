@@ -105,3 +105,19 @@ def test_a_tables_transform_leaves_its_validation_rows_out(tmp_path):
     a = train.transform.numeric[0]
     assert a.mean == pytest.approx(values[rows, 0].mean(), rel=1e-6)
     assert a.std == pytest.approx(values[rows, 0].std(), rel=1e-5)  # numpy's, ddof 0
+
+
+def test_explore_refuses_a_table_run_in_one_line(tmp_path, capsys):
+    """The explorer decodes images in the browser; a table's run says what to use instead."""
+    path = tmp_path / "t.csv"
+    rows = np.random.default_rng(4).normal(size=(60, 3))
+    path.write_text("a,b,c\n" + "\n".join(",".join(f"{v:.3f}" for v in r) for r in rows) + "\n")
+    config = RunConfig(model=model_config("mlp", latent_dim=2, hidden_dim=8, likelihood="mixed"))
+    config.data = DataConfig(dataset=f"csv:{path}")
+    config.train.epochs, config.train.device = 1, "cpu"
+    config.train.pictures = config.train.plots = False
+    run = vaekit.train(config, tmp_path / "run", log=lambda line: None, progress=False)
+    assert main(["explore", str(run), "-o", str(tmp_path / "page"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "explore decodes images" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "page").exists()
