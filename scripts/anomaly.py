@@ -138,9 +138,14 @@ def mnist_candidate(args: argparse.Namespace, work: Path, candidate: str, labels
     started, rows = time.perf_counter(), {}
     for digit in args.digits:
         run = train_run(mnist_config(args, candidate, digit), work / candidate / f"mnist-{digit}")
-        found, seen = vaekit_scores(run, "validation", args.k, args.seed)
-        assert seen == [str(v) for v in labels.tolist()]  # every class, not digit d alone
-        rows[str(digit)] = auroc(found, labels != digit)
+        kept = run / f"validation-auroc-k{args.k}.json"  # a rerun after an interruption
+        if kept.is_file():
+            rows[str(digit)] = json.loads(kept.read_text())
+        else:
+            found, seen = vaekit_scores(run, "validation", args.k, args.seed)
+            assert seen == [str(v) for v in labels.tolist()]  # every class, not digit d alone
+            rows[str(digit)] = auroc(found, labels != digit)
+            kept.write_text(json.dumps(rows[str(digit)]) + "\n")
         print(f"{candidate}, digit {digit}: validation {rows[str(digit)]}", flush=True)
     keys = [str(d) for d in args.choose_digits]
     return {"auroc": rows, "mean": mean_auroc(rows, keys), "seconds": time.perf_counter() - started}
