@@ -327,8 +327,9 @@ def _examples(
     binarize: str,
 ) -> Split:
     """What `encode_data` and `score_data` read: the run's own data (`split`, default
-    test) or `data`, a named dataset (its test split by default) or `KIND:PATH` (every
-    row by default); every class unless `classes` names some; the run's transform."""
+    test; "validation": what its `--validation N` held out, every class) or `data`, a
+    named dataset (its test split by default) or `KIND:PATH` (every row by default);
+    every class unless `classes` names some; the run's transform."""
     run = model.run_config.data
     own = data is None or data == run.dataset
     spec = run.dataset if own else data

@@ -163,6 +163,8 @@ def write_explorer(
         raise ConfigError(f"points must be >= 0; got {points}")
     ckpt_path = checkpoint.resolve_path(source)
     model = api.load(ckpt_path, device)
+    if model.data_transform is not None:
+        raise ConfigError("explore decodes images; a table's rows: use vaekit encode or sample")
     run = model.run_config
     scatter = None
     if points:  # the test images as `vaekit plot` draws them, binarised as in training

@@ -143,8 +143,9 @@ def _add_examples(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--split",
-        choices=("train", "test", "all"),
-        help="which split (default: test; every row of another KIND:PATH file)",
+        choices=("train", "validation", "test", "all"),
+        help="which split (default: test; every row of another KIND:PATH file; validation: "
+        "the training examples the run's --validation N held out, every class)",
     )
     parser.add_argument(
         "--classes", help="only these labels, comma-separated (default: every class)"

@@ -124,6 +124,11 @@ VALIDATION = "validation"
 
 def hold_out(train: Split, n: int, keep: str) -> Split:
     """The training split without its last `n` examples ("train"), or those alone."""
+    if keep == VALIDATION and not n:
+        raise ConfigError(
+            "the validation split: there is none (--validation N holds out the last N "
+            "training examples; a run's is the one it was trained with)"
+        )
     if not 0 < n < len(train):
         raise ConfigError(
             f"--validation {n} must lie between 1 and {len(train) - 1}, the training "

@@ -313,13 +313,16 @@ def load_table(
     spec: str, split: str, config: DataConfig, transform: TableTransform | None = None
 ) -> TableSplit:
     """One split ("train", "test" or "all") of a table, with `transform` or, when None,
-    one fitted on the training split's rows of `config.classes`."""
+    one fitted on the training split's rows of `config.classes`, less the last
+    `config.validation` (the validation rows, see `splits.hold_out`)."""
     table = read_table(spec, config, transform)
     kind = spec.partition(":")[0]
     shuffle = kind == "csv"  # tables are often sorted by class; arrays are sliced, like images
     n = len(table)
     if transform is None:
         train = np.arange(n)[split_rows(n, config.test_fraction, "train", shuffle)]
+        if 0 < config.validation < len(train):  # the held-out rows are no training rows
+            train = train[: len(train) - config.validation]
         if config.classes:
             probe = TableTransform((), config.label_column, (), config.impute, kind)
             codes, names = probe.labels(table, train)
