@@ -61,6 +61,114 @@ void vk_gather(const uint8_t *images, const int64_t *index, int B, int D, float 
     }
 }
 
+typedef float vf __attribute__((vector_size(32)));
+typedef int32_t vi __attribute__((vector_size(32)));
+#define LANES 8
+
+/* exp_neg on 8 lanes with GCC's vector types (the auto-vectoriser leaves it scalar). */
+static inline vf exp_neg_v(vf x) {
+    const vf lo = {-87, -87, -87, -87, -87, -87, -87, -87};
+    const vi small = x < lo;
+    x = (vf)(((vi)x & ~small) | ((vi)lo & small));
+    const vf n = __builtin_convertvector(__builtin_convertvector(x * 1.44269504f - 0.5f, vi), vf);
+    vf r = x - n * 0.693145751953125f;
+    r = r - n * 1.428606765330187e-06f;
+    vf p = r * (1.0f / 720) + 1.0f / 120;
+    p = p * r + 1.0f / 24;
+    p = p * r + 1.0f / 6;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    const vi bits = (__builtin_convertvector(n, vi) + 127) << 23;
+    return p * (vf)bits;
+}
+
+/* For v = l + b: returns sum max(v, 0) and leaves 1 + e^-|v| in ones. */
+static float softplus_split(const float *restrict l, const float *restrict b,
+                            float *restrict ones, int n) {
+    vf acc = {0};
+    const vi magnitude = {~0u >> 1, ~0u >> 1, ~0u >> 1, ~0u >> 1, ~0u >> 1, ~0u >> 1, ~0u >> 1,
+                          ~0u >> 1};
+    int j = 0;
+    for (; j + LANES <= n; j += LANES) {
+        vf v, w;
+        memcpy(&v, l + j, sizeof v);
+        memcpy(&w, b + j, sizeof w);
+        v += w;
+        acc += (vf)((vi)v & (v > 0.0f));
+        const vf one = 1.0f + exp_neg_v(-(vf)((vi)v & magnitude));
+        memcpy(ones + j, &one, sizeof one);
+    }
+    float total = 0.0f;
+    for (int t = 0; t < LANES; t++) total += acc[t];
+    for (; j < n; j++) {
+        const float v = l[j] + b[j];
+        total += fmaxf(v, 0.0f);
+        ones[j] = 1.0f + exp_neg(-fabsf(v));
+    }
+    return total;
+}
+
+/* sum_j log(ones[j]) for ones in (1, 2], as logs of products of up to ROWS terms per lane. */
+static double log_of_products(const float *restrict ones, int n) {
+    double logs = 0.0;
+    int j = 0;
+    while (j + LANES <= n) {
+        vf p = {1, 1, 1, 1, 1, 1, 1, 1};
+        for (int g = 0; g < ROWS && j + LANES <= n; g++, j += LANES) {
+            vf o;
+            memcpy(&o, ones + j, sizeof o);
+            p *= o;
+        }
+        for (int t = 0; t < LANES; t++) logs += logf(p[t]);
+    }
+    for (; j < n; j++) logs += logf(ones[j]);
+    return logs;
+}
+
+static inline vf load(const float *p) {
+    vf v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline vf select(vi mask, vf yes, vf no) { return (vf)(((vi)yes & mask) | ((vi)no & ~mask)); }
+
+/* One row of the Bernoulli epilogue: v = l + b; returns sum max(v, 0) - x v; prod *= 1 +
+ * e^-|v|; with grad, l = sigmoid(v) - x and part += it. */
+static float bernoulli_row(float *restrict l, const float *restrict b, const float *restrict x,
+                           float *restrict prod, float *restrict part, int D, int grad) {
+    const vi magnitude = {~0u >> 1, ~0u >> 1, ~0u >> 1, ~0u >> 1, ~0u >> 1, ~0u >> 1, ~0u >> 1,
+                          ~0u >> 1};
+    const vf zero = {0};
+    vf acc = zero;
+    int j = 0;
+    for (; j + LANES <= D; j += LANES) {
+        const vf v = load(l + j) + load(b + j), xv = load(x + j);
+        const vf e = exp_neg_v(-(vf)((vi)v & magnitude)), r = 1.0f / (1.0f + e);
+        acc += select(v > 0.0f, v, zero) - xv * v;
+        const vf q = load(prod + j) * (1.0f + e);
+        memcpy(prod + j, &q, sizeof q);
+        if (grad) {
+            const vf g = select(v >= 0.0f, r, e * r) - xv, s = load(part + j) + g;
+            memcpy(l + j, &g, sizeof g);
+            memcpy(part + j, &s, sizeof s);
+        }
+    }
+    float total = 0.0f;
+    for (int t = 0; t < LANES; t++) total += acc[t];
+    for (; j < D; j++) {
+        const float v = l[j] + b[j], e = exp_neg(-fabsf(v)), r = 1.0f / (1.0f + e);
+        total += fmaxf(v, 0.0f) - x[j] * v;
+        prod[j] *= 1.0f + e;
+        if (grad) {
+            l[j] = (v >= 0.0f ? r : e * r) - x[j];
+            part[j] += l[j];
+        }
+    }
+    return total;
+}
+
 /* h = max(h + b, 0) over B rows of N. */
 static void bias_relu(float *h, const float *b, int B, int N) {
 #pragma omp parallel for schedule(static)
@@ -105,24 +213,9 @@ static double bernoulli(float *l, const float *b, const float *x, float *db, flo
         float *part = scratch + (int64_t)c * 2 * D, *prod = part + D;
         double linear = 0.0, logs = 0.0;
         for (int j = 0; j < D; j++) part[j] = 0.0f, prod[j] = 1.0f;
-        for (int i = c * ROWS; i < B && i < (c + 1) * ROWS; i++) {
-            float *row = l + (int64_t)i * D;
-            const float *xr = x + (int64_t)i * D;
-            float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-            for (int j = 0; j < D; j++) {
-                const float v = row[j] + b[j], e = exp_neg(-fabsf(v)), r = 1.0f / (1.0f + e);
-                acc += fmaxf(v, 0.0f) - xr[j] * v;
-                prod[j] *= 1.0f + e;
-                if (grad) {
-                    const float g = (v >= 0.0f ? r : e * r) - xr[j];
-                    row[j] = g;
-                    part[j] += g;
-                }
-            }
-            linear += acc;
-        }
-        for (int j = 0; j < D; j++) logs += logf(prod[j]);
+        for (int i = c * ROWS; i < B && i < (c + 1) * ROWS; i++)
+            linear += bernoulli_row(l + (int64_t)i * D, b, x + (int64_t)i * D, prod, part, D, grad);
+        for (int j = 0; j < D; j++) logs += logf(prod[j]); /* each a product of <= ROWS */
         total += linear + logs;
     }
     if (grad)
@@ -217,32 +310,21 @@ void vk_elbo(int B, int D, int H, int L, float **p, double *out) {
 /* sum_j softplus(l_ij + b_j) for each of R rows of l: the data-independent half of
  * -log p(x|z); the other half, x . l, comes from a matrix product. */
 void vk_softplus_rows(const float *l, const float *b, int R, int D, double *out) {
-#pragma omp parallel for schedule(static)
-    for (int i = 0; i < R; i++) {
-        const float *row = l + (int64_t)i * D;
-        float prod[16], acc = 0.0f;
-        double logs = 0.0;
-        for (int t = 0; t < 16; t++) prod[t] = 1.0f;
-        int j = 0, blocks = 0;
-        for (; j + 16 <= D; j += 16) {
-#pragma omp simd reduction(+ : acc)
-            for (int t = 0; t < 16; t++) {
-                const float v = row[j + t] + b[j + t];
-                acc += fmaxf(v, 0.0f);
-                prod[t] *= 1.0f + exp_neg(-fabsf(v));
+#pragma omp parallel
+    {
+        float ones[4096];
+#pragma omp for schedule(static)
+        for (int i = 0; i < R; i++) {
+            const float *restrict row = l + (int64_t)i * D;
+            double logs = 0.0;
+            float acc = 0.0f;
+            for (int start = 0; start < D; start += 4096) {
+                const int n = D - start < 4096 ? D - start : 4096;
+                acc += softplus_split(row + start, b + start, ones, n);
+                logs += log_of_products(ones, n);
             }
-            if (++blocks == ROWS) {
-                for (int t = 0; t < 16; t++) logs += logf(prod[t]), prod[t] = 1.0f;
-                blocks = 0;
-            }
+            out[i] = (double)acc + logs;
         }
-        for (int t = 0; t < 16; t++) logs += logf(prod[t]);
-        for (; j < D; j++) {
-            const float v = row[j] + b[j];
-            acc += fmaxf(v, 0.0f);
-            logs += log1pf(exp_neg(-fabsf(v)));
-        }
-        out[i] = (double)acc + logs;
     }
 }
 

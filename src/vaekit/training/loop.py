@@ -376,5 +376,6 @@ def _test_metrics(state: State, test: Split) -> dict[str, float]:
         cfg.precision,
         binarize=data.binarize,
         labels=test.labels,
+        fast=cfg.fast_path,
     )
     return {key: value.item() / len(test) for key, value in sums.items()}
