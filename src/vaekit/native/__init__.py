@@ -4,7 +4,7 @@ Why C and not `torch.utils.cpp_extension`: the kernels need no PyTorch headers (
 take raw float pointers and call the BLAS `sgemm_` PyTorch itself uses), so a build
 takes about a second instead of a minute, which keeps the tests' first use cheap.
 The shared library is cached under ~/.cache/vaekit/kernels (XDG_CACHE_HOME honoured),
-named by a hash of the source, the compiler's version and the flags, so a changed
+(or $VAEKIT_KERNEL_DIR) named by a hash of the source, the compiler's version and the flags, so a changed
 source or compiler builds afresh; it is written under a temporary name and renamed,
 so processes building at once never load a half-written file.
 
@@ -31,7 +31,13 @@ DISABLE_VARIABLE = "VAEKIT_NO_NATIVE"
 _FLOAT_P = ctypes.POINTER(ctypes.c_float)
 
 
+DIR_VARIABLE = "VAEKIT_KERNEL_DIR"
+
+
 def cache_dir() -> Path:
+    """VAEKIT_KERNEL_DIR, else ~/.cache/vaekit/kernels (the tests share one per session)."""
+    if os.environ.get(DIR_VARIABLE):
+        return Path(os.environ[DIR_VARIABLE])
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "vaekit" / "kernels"
 
