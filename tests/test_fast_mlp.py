@@ -60,7 +60,7 @@ def test_gradients_match_autograd_on_the_same_batch_and_noise(small_config, imag
     torch.manual_seed(11)
     state.fast.load_batch(order, 128, 128)
     with torch.no_grad():
-        recon, kl, squares = state.fast.forward_backward(128, weight, True)
+        recon, _, squares = state.fast.forward_backward(128, weight, True)
     x = to_unit(images[order[128:256]])
     torch.manual_seed(11)
     eps = torch.randn(128, 2)
@@ -87,7 +87,7 @@ def test_weights_after_several_steps_match_the_autograd_path(small_config, image
         x = to_unit(images[order[step * 128 : (step + 1) * 128]])
         train_step(plain, x, plain.model.noise(128))
     for (name, want), got in zip(
-        plain.model.state_dict().items(), fast.model.state_dict().values()
+        plain.model.state_dict().items(), fast.model.state_dict().values(), strict=True
     ):
         assert ((got - want).norm() / want.norm()).item() < 1e-5, name
     steps = [s["step"].item() for s in fast.optimizer.state_dict()["state"].values()]

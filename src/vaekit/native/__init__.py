@@ -3,9 +3,9 @@
 Why C and not `torch.utils.cpp_extension`: the kernels need no PyTorch headers (they
 take raw float pointers and call the BLAS `sgemm_` PyTorch itself uses), so a build
 takes about a second instead of a minute, which keeps the tests' first use cheap.
-The shared library is cached under ~/.cache/vaekit/kernels (XDG_CACHE_HOME honoured),
-(or $VAEKIT_KERNEL_DIR) named by a hash of the source, the compiler's version and the flags, so a changed
-source or compiler builds afresh; it is written under a temporary name and renamed,
+The shared library is cached under ~/.cache/vaekit/kernels (XDG_CACHE_HOME honoured, or
+$VAEKIT_KERNEL_DIR), named by a hash of the source, the compiler's version and the flags,
+so a changed source or compiler builds afresh; it is written under a temporary name and renamed,
 so processes building at once never load a half-written file.
 
 Without a working compiler (or with VAEKIT_NO_NATIVE=1, which tests use to simulate
