@@ -75,7 +75,9 @@ def test_gradients_match_autograd_on_the_same_batch_and_noise(small_config, imag
     assert squares**0.5 == pytest.approx(want_norm, rel=1e-5)
 
 
-def test_weights_after_several_steps_match_the_autograd_path(small_config, images, engine):
+@pytest.mark.parametrize("clip", [None, 100.0])
+def test_weights_after_several_steps_match_the_autograd_path(small_config, images, engine, clip):
+    small_config.train.max_grad_norm = clip  # clipping as clip_grad_norm_ does, when set
     plain, fast = build_state(small_config, (1, 28, 28)), build_state(small_config, (1, 28, 28))
     fast.fast = fast_mlp.fast_step(fast, _Train(images))
     order = torch.randperm(512, generator=torch.Generator().manual_seed(5))
