@@ -12,13 +12,13 @@ import torch
 
 from vaekit import checkpoint, native, notices
 from vaekit.config import EvalConfig
-from vaekit.data import load_split, to_unit
+from vaekit.data import load_data, load_split, to_unit
 from vaekit.evaluation import estimate
 from vaekit.evaluation import fast_mlp as fast_eval
 from vaekit.objectives import training_terms
 from vaekit.training import fast_mlp
-from vaekit.training.loop import fit
-from vaekit.training.state import build_state
+from vaekit.training.loop import finish_epoch, fit, train_epoch
+from vaekit.training.state import build_state, save_checkpoint
 from vaekit.training.step import train_step
 
 
@@ -142,6 +142,39 @@ def test_resume_on_the_fast_path_is_bit_identical(small_config, tmp_path, untime
     for index, tensors in saved.items():
         assert all(torch.equal(tensors[key], restored[index][key]) for key in tensors)
     assert untimed_metrics(tmp_path / "whole") == untimed_metrics(tmp_path / "cut")
+
+
+class _StopAfter:
+    """A stop request that arrives after `steps` steps (the loop asks once per step)."""
+
+    def __init__(self, steps: int) -> None:
+        self.left = steps
+
+    def __bool__(self) -> bool:
+        self.left -= 1
+        return self.left <= 0
+
+
+def test_a_stop_mid_epoch_then_resume_is_bit_identical(small_config, tmp_path):
+    small_config.data.limit = 1000
+    train = load_data(small_config.data, "train")
+
+    def started(ckpt=None):
+        state = build_state(small_config, (1, 28, 28), ckpt)
+        state.fast = fast_mlp.fast_step(state, train)
+        return state
+
+    whole = started()
+    assert train_epoch(whole, train, tmp_path, False, False)
+    cut = started()
+    assert not train_epoch(cut, train, tmp_path, _StopAfter(3), False) and cut.batch == 3
+    save_checkpoint(cut, tmp_path, (1, 28, 28))
+    resumed = started(checkpoint.load(tmp_path / checkpoint.FILENAME))
+    assert resumed.batch == 3
+    assert train_epoch(resumed, train, tmp_path, False, False)
+    for name, tensor in whole.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[name], tensor), name
+    assert finish_epoch(resumed) == finish_epoch(whole)
 
 
 def test_bad_steps_are_skipped_as_on_the_autograd_path(small_config, tmp_path, untimed_metrics):
