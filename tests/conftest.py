@@ -32,6 +32,8 @@ def _isolated_cache(
 ) -> None:
     """No test reads or fills the user's real cache, or finds data through the environment."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+    # the fast path's C kernels are built once per session, not once per test's process
+    monkeypatch.setenv("VAEKIT_KERNEL_DIR", str(tmp_path_factory.getbasetemp() / "kernels"))
     monkeypatch.delenv("VAEKIT_DATA_DIR", raising=False)
 
 

@@ -242,7 +242,11 @@ def test_train_timing_comes_from_the_run_folders_epoch_records(monkeypatch, tmp_
     assert fp32["final_loss"] == 146.0 and fp32["final_test_loss"] == 147.0
     assert fp32["wall_per_run"] == 13.0
     assert done["ratios"]["fp32"]["speedup_vs_seed"] == 4.0
-    assert len(calls) == 3  # one run per repetition
+    # one run per repetition and row, interleaved: the fast path, then --no-fast-path
+    assert len(calls) == 6
+    assert ["--no-fast-path" in call for call in calls] == [False, True] * 3
+    assert done["results"]["vaekit"]["fp32-autograd"]["s_per_epoch"] == 2.0
+    assert done["ratios"]["fp32-autograd"]["speedup_vs_seed"] == 4.0
     assert calls[0][calls[0].index("--epochs") + 1] == "4"
 
 

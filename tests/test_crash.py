@@ -194,7 +194,8 @@ def test_fifty_kills_at_random_instants(reference, mnist_dir, tmp_path):
 # Each script makes one function end the process (os._exit: no cleanup, as kill -9) at
 # its n-th call, then runs the reference's command line.
 CRASHES = {
-    "mid-step": ("vaekit.training.loop", "train_step", 90, "real(*a, **k)"),
+    # this run (MLP, fp32, CPU) takes the fast path: its step is FastMLPStep.step
+    "mid-step": ("vaekit.training.fast_mlp", "FastMLPStep.step", 90, "real(*a, **k)"),
     "metrics-line-torn": (
         "vaekit.runfolder",
         "RunFolder.append_metrics",

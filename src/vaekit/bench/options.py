@@ -84,7 +84,9 @@ def base_spec(options: BenchOptions) -> dict[str, Any]:
 
 def child_env(options: BenchOptions) -> dict[str, str] | None:
     """Environment for a child that is not ours (`vaekit train`, pythae): its thread count."""
-    return {"OMP_NUM_THREADS": str(options.threads)} if options.threads else None
+    if not options.threads:
+        return None
+    return {"OMP_NUM_THREADS": str(options.threads), "VAEKIT_THREADS": str(options.threads)}
 
 
 def bench_device(options: BenchOptions) -> str:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# Rows of the vaekit part that are not a precision: fp32 on the CPU is the MLP fast path,
+# and this row the same run on the autograd path.
+LABELS = {"fp32-autograd": "(c) `vaekit train --no-fast-path` (autograd), fp32"}
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -64,7 +67,8 @@ def training_table(report: dict[str, Any]) -> str:
             continue
         ratio = ratios.get(precision, {}).get("speedup_vs_seed")
         test = summary.get("final_test_loss")
-        row(f"(c) `vaekit train`, {precision}", summary, ratio, f" (test {_f(test, 2)})")
+        name = LABELS.get(precision, f"(c) `vaekit train`, {precision}")
+        row(name, summary, ratio, f" (test {_f(test, 2)})")
     pythae = results.get("pythae")
     if pythae and "s_per_epoch" in pythae:
         row("(d) pythae 0.1.2 TrainingPipeline", pythae, ratios.get("pythae_speedup_vs_seed"), "*")

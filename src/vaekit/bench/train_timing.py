@@ -36,9 +36,10 @@ def train_command(
     sizes: dict[str, int],
     epochs: int,
     seed: int,
+    extra: tuple[str, ...] = (),
 ) -> list[str]:
     """The `vaekit train` command line of one measured run (no pictures, plots or bar)."""
-    command = [sys.executable, "-m", "vaekit", "train", "--out", str(run_dir)]
+    command = [sys.executable, "-m", "vaekit", "train", "--out", str(run_dir), *extra]
     command += ["--epochs", str(epochs), "--precision", precision]
     command += ["--batch-size", str(sizes["batch"]), "--hidden-dim", str(sizes["hidden"])]
     command += ["--latent-dim", str(sizes["latent"]), "--seed", str(seed)]
@@ -71,27 +72,43 @@ def run_vaekit_train(
     epochs: int,
     seed: int = 0,
     sizes: dict[str, int] | None = None,
+    extra: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """`vaekit train` in a child process, then its epoch records; `sizes` default to the
-    seed model's batch, hidden and latent sizes."""
-    command = train_command(options, run_dir, precision, sizes or SEED_SIZES, epochs, seed)
+    seed model's batch, hidden and latent sizes; `extra`: more flags."""
+    sizes = sizes or SEED_SIZES
+    command = train_command(options, run_dir, precision, sizes, epochs, seed, extra)
     done = run_process(command, child_env(options))
     return read_run(run_dir) | {"wall": done.wall, "peak_rss_mib": done.peak_rss_mib}
 
 
+# fp32 on the CPU takes the MLP fast path (training.fast_mlp); this row is the same run
+# on the autograd path, measured in the same part so that their ratio is one run's.
+AUTOGRAD = "fp32-autograd"
+
+
 def part_vaekit(options: BenchOptions, log: Callable[[str], None]) -> dict[str, Any]:
-    """The seed configuration with `vaekit train`, every precision this device runs."""
+    """The seed configuration with `vaekit train`, every precision this device runs, and
+    fp32 once more with --no-fast-path; repetitions interleaved, so that load drifting
+    over the part weighs on every row alike."""
     kept, skipped = precisions(options)
     out: dict[str, Any] = {"skipped": skipped}
     work = work_dir(options)
-    for precision in kept:
-        reps = []
-        for rep in range(options.repetitions):
-            run_dir = work / f"vaekit-{precision}-{rep}"
-            seed = options.seed + rep  # as the seed and plain parts: one seed per repetition
-            reps.append(run_vaekit_train(options, run_dir, precision, options.epochs, seed))
-        out[precision] = summarize(reps, examples(options))
-        out[precision]["wall_per_run"] = statistics.median(r["wall"] for r in reps)
-        out[precision]["skipped_steps"] = sum(r["skipped"] for r in reps)
-        log_line(log, f"vaekit train {precision}", out[precision])
+    rows = {precision: (precision, ()) for precision in kept}
+    if "fp32" in kept:
+        rows[AUTOGRAD] = ("fp32", ("--no-fast-path",))
+    reps: dict[str, list] = {name: [] for name in rows}
+    for rep in range(options.repetitions):
+        seed = options.seed + rep  # as the seed and plain parts: one seed per repetition
+        for name, (precision, extra) in rows.items():
+            run_dir = work / f"vaekit-{name}-{rep}"
+            record = run_vaekit_train(
+                options, run_dir, precision, options.epochs, seed, None, extra
+            )
+            reps[name].append(record)
+    for name, done in reps.items():
+        out[name] = summarize(done, examples(options))
+        out[name]["wall_per_run"] = statistics.median(r["wall"] for r in done)
+        out[name]["skipped_steps"] = sum(r["skipped"] for r in done)
+        log_line(log, f"vaekit train {name}", out[name])
     return out

@@ -150,6 +150,11 @@ class TrainConfig:
     precision: str = opt("fp32", "arithmetic precision", choices=PRECISION)
     eval_batch_size: int = opt(1000, "examples per batch when measuring the test loss")
     max_grad_norm: float | None = opt(None, "clip gradients to this total norm (off when unset)")
+    fast_path: bool = opt(
+        True,
+        "train the MLP family (bernoulli, elbo, fp32, CPU) with its hand-written step and "
+        "fused kernels; other runs always take the autograd path",
+    )
     max_bad_steps: int = opt(20, "stop after this many non-finite steps in a row")
     threads: int | None = opt(
         None,

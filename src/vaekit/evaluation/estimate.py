@@ -19,6 +19,7 @@ from tqdm import tqdm
 from vaekit import fid
 from vaekit.config import EvalConfig
 from vaekit.data import Split, evaluation_images, to_unit
+from vaekit.evaluation import fast_mlp
 from vaekit.evaluation.result import FID, EvalResult, LatentStats, Likelihood, NegElbo
 from vaekit.models import VAE
 from vaekit.objectives import latent_kl_per_dim, log_weights, negative_elbo
@@ -39,14 +40,18 @@ def elbo_sums(
     precision: str = "fp32",
     binarize: str = "none",
     labels: torch.Tensor | None = None,
+    fast: bool = True,
 ) -> dict[str, torch.Tensor]:
     """Sums over `images` (uint8, N x C x H x W) of loss, recon and kl, as device scalars.
 
     Under dynamic binarisation the images are drawn once from `seed` (see
     `data.evaluation_images`), so the test loss of every epoch sees the same pixels.
+    `fast`: an MLP that qualifies takes `evaluation.fast_mlp` (same noise, fused passes).
     """
     images = evaluation_images(images, binarize, seed)
     device = images.device
+    if fast and images.dtype == torch.uint8 and fast_mlp.usable(model, precision, device):
+        return fast_mlp.elbo_sums(model, images, batch_size, seed)
     generator = torch.Generator(device=device).manual_seed(seed)
     sums = {k: torch.zeros((), device=device) for k in ("loss", "recon", "kl")}
     with inference(model), autocast(device, precision):
@@ -272,11 +277,16 @@ def importance_weighted_estimates(
     config: EvalConfig,
     progress: bool = True,
     labels: torch.Tensor | None = None,
+    fast: bool = True,
 ) -> torch.Tensor:
-    """log p(x) estimates (N,) for float images x, in batches, with a progress bar."""
+    """log p(x) estimates (N,) for float images x, in batches, with a progress bar.
+    An MLP that qualifies (and `fast`) takes `evaluation.fast_mlp`, whose chunks hold
+    more samples in the same memory, so its figures differ in the last digits."""
     device = x.device
     generator = torch.Generator(device=device).manual_seed(config.seed)
-    max_rows = rows_for(config.memory_mb, math.prod(x.shape[1:]))
+    quick = fast and fast_mlp.usable(model, config.precision, device)
+    estimate = fast_mlp.importance_weighted_log_px if quick else importance_weighted_log_px
+    max_rows = (fast_mlp.rows_for if quick else rows_for)(config.memory_mb, math.prod(x.shape[1:]))
     batch_size = min(config.batch_size, max_rows)
     out = []
     bar = tqdm(
@@ -290,11 +300,12 @@ def importance_weighted_estimates(
         for start in range(0, x.shape[0], batch_size):
             batch = x[start : start + batch_size]
             y = None if labels is None else labels[start : start + batch_size]
-            out.append(
-                importance_weighted_log_px(
-                    model, batch, config.k, generator, max_rows, config.precision, y
+            if quick:
+                out.append(estimate(model, batch, config.k, generator, max_rows))
+            else:
+                out.append(
+                    estimate(model, batch, config.k, generator, max_rows, config.precision, y)
                 )
-            )
             bar.update(batch.shape[0])
             if not bar.disable:
                 bar.set_postfix(nll=f"{-torch.cat(out).mean().item():.2f}")

@@ -55,6 +55,11 @@ class MLPVAE(VAE):
         h = torch.relu(self.fc3(self.with_label(z, y)))
         return self.fc4(h).view(-1, *self.output_shape)
 
+    def fast_layers(self) -> tuple[nn.Linear, ...]:
+        """fc1, fc_mu, fc_logvar, fc3, fc4: the layers `training.fast_mlp` computes by hand
+        (an unconditional model only; the fast path checks `classes`)."""
+        return (self.fc1, self.fc_mu, self.fc_logvar, self.fc3, self.fc4)
+
     def decoder_ops(self) -> list[Op]:
         if self.classes:
             raise ConfigError("the conditional MLP's decoder needs a label: no explorer page")

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -34,11 +35,11 @@ from vaekit.interrupts import stop_on_signals
 from vaekit.runfolder import RunFolder
 from vaekit.runlock import RunLock
 from vaekit.runtime import flush_denormals, resolve_device
-from vaekit.training import keep, messages
+from vaekit.training import fast_mlp, keep, messages
 from vaekit.training.budget import check_training_fits
 from vaekit.training.observers import EpochObserver
 from vaekit.training.resume import resume_config
-from vaekit.training.state import TERMS, State, build_state, save_checkpoint
+from vaekit.training.state import COUNTS, TERMS, State, build_state, save_checkpoint
 from vaekit.training.step import kl_weight, learning_rate, train_step
 
 DIVERGENCE_CHECK_EVERY = 16  # steps between host reads of the bad-step counter
@@ -67,6 +68,8 @@ def train_epoch(state: State, train: Split, run_dir: Path, stop: Any, progress: 
     total = -(-len(train) // cfg.batch_size)
     for group in state.optimizer.param_groups:
         group["lr"] = learning_rate(state.config, state.epoch)
+    if state.fast is not None:
+        return fast_epoch(state, order, total, run_dir, stop, progress)
     bar = tqdm(
         zip(
             iterate_batches(train.images, cfg.batch_size, order),
@@ -99,6 +102,52 @@ def train_epoch(state: State, train: Split, run_dir: Path, stop: Any, progress: 
             return False
     check_divergence(state, run_dir)
     return True
+
+
+def fast_epoch(
+    state: State, order: torch.Tensor, total: int, run_dir: Path, stop: Any, progress: bool
+) -> bool:
+    """`train_epoch` on the MLP fast path (`training.fast_mlp`): the same batches, noise,
+    sums and bad-step rules, the running sums kept as float32 on the host (on the CPU a
+    read costs nothing) and handed back to `state` before anything reads them."""
+    size = state.config.train.batch_size
+    sums = {key: np.float32(state.sums[key].item()) for key in TERMS}
+    counts = {key: int(state.sums[key].item()) for key in COUNTS}
+    run = [int(state.bad_in_a_row.item()), int(state.worst_in_a_row.item())]
+    where = dict(initial=state.batch, desc=f"epoch {state.epoch + 1}", leave=False)
+    bar = tqdm(total=total, disable=None if progress else True, **where)
+    finished = True
+    with torch.no_grad():
+        for start in range(0, order.numel(), size):
+            rows = min(size, order.numel() - start)
+            weight = kl_weight(state.config, state.epoch + state.batch / total)
+            recon, kl, bad = state.fast.step(order, start, rows, weight)
+            if not bad:
+                for key, value in (("loss", recon + kl), ("recon", recon), ("kl", kl)):
+                    sums[key] = np.float32(sums[key] + np.float32(value))
+                counts["examples"] += rows
+            counts["skipped"] += bad
+            run[0] = run[0] + 1 if bad else 0
+            run[1] = max(run[1], run[0])
+            state.batch += 1
+            bar.update()
+            if state.batch % DIVERGENCE_CHECK_EVERY == 0:
+                _hand_back(state, sums, counts, run)
+                check_divergence(state, run_dir)
+            if stop:
+                finished = False
+                break
+    bar.close()
+    _hand_back(state, sums, counts, run)
+    check_divergence(state, run_dir)
+    return finished
+
+
+def _hand_back(state: State, sums: dict, counts: dict[str, int], run: list[int]) -> None:
+    for key, value in (sums | counts).items():
+        state.sums[key].fill_(float(value))
+    state.bad_in_a_row.fill_(run[0])
+    state.worst_in_a_row.fill_(run[1])
 
 
 def finish_epoch(state: State) -> dict[str, float]:
@@ -221,6 +270,7 @@ def _fit(
         folder.write_config(config)
         folder.repair_metrics(0 if ckpt is None else int(ckpt.progress["epoch"]))
     state = build_state(config, train.image_shape, ckpt, world, train.transform)
+    state.fast = fast_mlp.fast_step(state, train)
     if ckpt:
         log(_resume_line(state, folder))
     for line in messages.at_start(config, state.epoch):
@@ -326,5 +376,6 @@ def _test_metrics(state: State, test: Split) -> dict[str, float]:
         cfg.precision,
         binarize=data.binarize,
         labels=test.labels,
+        fast=cfg.fast_path,
     )
     return {key: value.item() / len(test) for key, value in sums.items()}

@@ -52,6 +52,7 @@ class State:
     world: World = field(default_factory=World)
     net: torch.nn.Module | None = None  # the model as called in training (DDP-wrapped if so)
     transform: Any = None  # a table's data.tables.TableTransform, saved with every checkpoint
+    fast: Any = None  # training.fast_mlp.FastMLPStep when the run takes the MLP fast path
 
     def reset_sums(self, values: dict[str, float] | None = None) -> None:
         values = values or {}
