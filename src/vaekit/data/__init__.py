@@ -1,7 +1,8 @@
-"""Datasets: IDX files read and verified (idx), found or fetched (sources), the user's
-own images (userdata) and tables (tablefile, tables), label filters (classes), held in
-memory and batched (splits)."""
+"""Datasets: IDX files read and verified (idx), found or fetched (sources), procedural
+sprites with factor labels (sprites), the user's own images (userdata) and tables
+(tablefile, tables), label filters (classes), held in memory and batched (splits)."""
 
+from vaekit.data import sprites
 from vaekit.data.idx import FileSpec, gunzip, parse_idx, read_bytes, read_idx, verify
 from vaekit.data.sources import (
     DATASETS,
@@ -33,6 +34,7 @@ from vaekit.data.splits import (
 from vaekit.data.tables import TableTransform, is_table
 
 __all__ = [
+    "sprites",
     "BINARIZE",
     "DATASETS",
     "VALIDATION",

@@ -38,7 +38,7 @@ from vaekit.training import keep, messages
 from vaekit.training.budget import check_training_fits
 from vaekit.training.observers import EpochObserver
 from vaekit.training.resume import resume_config
-from vaekit.training.state import TERMS, State, build_state, save_checkpoint
+from vaekit.training.state import State, build_state, save_checkpoint
 from vaekit.training.step import kl_weight, learning_rate, train_step
 
 DIVERGENCE_CHECK_EVERY = 16  # steps between host reads of the bad-step counter
@@ -105,7 +105,7 @@ def finish_epoch(state: State) -> dict[str, float]:
     """Per-example averages of the epoch's terms over all ranks; resets the running sums."""
     state.world.all_sum(list(state.sums.values()))
     examples = state.sums["examples"].item()
-    stats = {key: state.sums[key].item() / max(examples, 1) for key in TERMS}
+    stats = {key: state.sums[key].item() / max(examples, 1) for key in state.term_names}
     stats["skipped"] = int(state.sums["skipped"].item())
     state.epoch, state.batch = state.epoch + 1, 0
     state.reset_sums()
@@ -220,7 +220,7 @@ def _fit(
         folder.remove_debris()
         folder.write_config(config)
         folder.repair_metrics(0 if ckpt is None else int(ckpt.progress["epoch"]))
-    state = build_state(config, train.image_shape, ckpt, world, train.transform)
+    state = build_state(config, train.image_shape, ckpt, world, train.transform, len(train))
     if ckpt:
         log(_resume_line(state, folder))
     for line in messages.at_start(config, state.epoch):
