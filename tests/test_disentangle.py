@@ -85,7 +85,9 @@ def test_beta_tcvae_with_unit_weights_is_the_one_sample_elbo():
     terms = training_terms(x, out, bernoulli_nll, "beta-tcvae", 1.0, 0.0, dataset_size=1000)
     recon = bernoulli_nll(out.params, x, event_dims=3)
     lat = out.latents[0]
-    log_q = -0.5 * (math.log(2 * math.pi) + lat.q_logvar + (lat.z - lat.q_mu) ** 2 / lat.q_logvar.exp())
+    log_q = -0.5 * (
+        math.log(2 * math.pi) + lat.q_logvar + (lat.z - lat.q_mu) ** 2 / lat.q_logvar.exp()
+    )
     log_p = -0.5 * (math.log(2 * math.pi) + lat.z**2)
     expected = (recon + (log_q - log_p).sum(1)).sum()
     torch.testing.assert_close(terms["objective"], expected)

@@ -146,11 +146,6 @@ def load(path: str | Path) -> Checkpoint:
             raise CheckpointError(f"{path} has an unexpected tensor {key!r}")
         sections[section][name] = value
     optimizer_state = _optimizer_state(sections["optim"], groups, path)
-    companion = None
-    if "companion_optimizer_groups" in metadata:
-        companion_groups = json.loads(metadata["companion_optimizer_groups"])
-        optim = _optimizer_state(sections["companion_optim"], companion_groups, path)
-        companion = {"module": sections["companion"], "optimizer": optim}
     return Checkpoint(
         config,
         image_shape,
@@ -159,8 +154,19 @@ def load(path: str | Path) -> Checkpoint:
         sections["rng"],
         progress,
         transform,
-        companion,
+        _companion_state(sections, metadata, path),
     )  # type: ignore[arg-type]
+
+
+def _companion_state(
+    sections: dict[str, dict[str, torch.Tensor]], metadata: dict[str, str], path: Path
+) -> dict[str, Any] | None:
+    """The objective's own module and optimiser (FactorVAE's discriminator), if saved."""
+    if "companion_optimizer_groups" not in metadata:
+        return None
+    groups = json.loads(metadata["companion_optimizer_groups"])
+    optim = _optimizer_state(sections["companion_optim"], groups, path)
+    return {"module": sections["companion"], "optimizer": optim}
 
 
 def _companion_tensors(state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Any:

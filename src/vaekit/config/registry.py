@@ -115,9 +115,7 @@ OBJECTIVE = Registry(
 # p(z) and q(z|x) of the one-group models: each name builds a module the model holds.
 PRIOR = Registry("prior", ("normal", "vamp"), implemented_by="vaekit.models.latent")
 FLOW = Registry("flow", ("none", "planar", "iaf"), implemented_by="vaekit.models.latent")
-DATASET = Registry(
-    "dataset", ("mnist", "fashion-mnist", "sprites"), implemented_by="vaekit.data"
-)
+DATASET = Registry("dataset", ("mnist", "fashion-mnist", "sprites"), implemented_by="vaekit.data")
 # The user's own data, written `KIND:PATH` (`folder:~/pictures`, `npy:x.npy`, `csv:t.csv`):
 # images are read by vaekit.data.userdata, tables by vaekit.data.tables.
 DATA_SOURCE = Registry("data source", ("folder", "npy", "csv"), implemented_by="vaekit.data")

@@ -34,7 +34,6 @@ from vaekit.data.splits import (
 from vaekit.data.tables import TableTransform, is_table
 
 __all__ = [
-    "sprites",
     "BINARIZE",
     "DATASETS",
     "VALIDATION",
@@ -63,6 +62,7 @@ __all__ = [
     "parse_idx",
     "read_bytes",
     "read_idx",
+    "sprites",
     "static_binarize",
     "to_unit",
     "verify",

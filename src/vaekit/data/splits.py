@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import torch
 
 from vaekit.config import DataConfig, check_dataset_name
 from vaekit.config.registry import BINARIZE as BINARIZE_PROTOCOLS
+from vaekit.data import sprites
 from vaekit.data.classes import class_indices, parse_classes
 from vaekit.data.idx import read_idx
 from vaekit.data.sources import (
@@ -29,7 +30,6 @@ from vaekit.data.sources import (
     find_files,
     missing_message,
 )
-from vaekit.data import sprites
 from vaekit.data.sprites import SPRITES
 from vaekit.data.tables import is_table, load_table
 from vaekit.data.userdata import load_user_data
@@ -51,6 +51,7 @@ class Split:
     names: tuple[str, ...] | None = None
     rows: torch.Tensor | None = None
     factors: torch.Tensor | None = None
+    factor_names: tuple[str, ...] | None = None
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -66,21 +67,16 @@ class Split:
 
     def to(self, device: torch.device) -> Split:
         factors = None if self.factors is None else self.factors.to(device)
-        return Split(
-            self.images.to(device),
-            self.labels.to(device),
-            self.transform,
-            self.names,
-            self.rows,
-            factors,
+        return replace(
+            self, images=self.images.to(device), labels=self.labels.to(device), factors=factors
         )
 
     def take(self, index: torch.Tensor | slice) -> Split:
         """The examples at `index` (a slice, indices or a mask), with everything else kept."""
         rows = None if self.rows is None else self.rows[index]
         factors = None if self.factors is None else self.factors[index]
-        return Split(
-            self.images[index], self.labels[index], self.transform, self.names, rows, factors
+        return replace(
+            self, images=self.images[index], labels=self.labels[index], rows=rows, factors=factors
         )
 
     def subset(self, n: int | None) -> Split:
@@ -151,9 +147,8 @@ def _concatenate(parts: list[Split]) -> Split:
     factors = None
     if all(p.factors is not None for p in parts):
         factors = torch.cat([p.factors for p in parts])
-    return Split(
-        torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts]), factors=factors
-    )
+    images, labels = torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts])
+    return Split(images, labels, factors=factors, factor_names=parts[0].factor_names)
 
 
 def only_classes(split: Split, classes: str | None, source: str) -> Split:
@@ -207,7 +202,7 @@ def sprites_split(split: str, data_dir: str | Path | None, limit: int | None) ->
     binarisation protocol (a Bernoulli draw of 0 or 1) leaves them as they are."""
     images, factors = sprites.load(split, data_dir, limit)
     loaded = make_split(images, factors[:, 0])
-    loaded.factors = torch.from_numpy(factors)
+    loaded.factors, loaded.factor_names = torch.from_numpy(factors), SPRITES.factor_names
     return loaded
 
 

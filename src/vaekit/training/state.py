@@ -16,8 +16,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from vaekit import checkpoint
 from vaekit.config import RunConfig
-from vaekit.distributed import World
 from vaekit.disentangle import Companion
+from vaekit.distributed import World
 from vaekit.models import VAE, build_model
 from vaekit.objectives import companion
 from vaekit.runtime import (
