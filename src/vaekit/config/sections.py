@@ -35,7 +35,8 @@ def check_dataset_name(name: str) -> None:
 class DataConfig:
     dataset: str = opt(
         "mnist",
-        "mnist, fashion-mnist, folder:PATH (PNG/JPEG files), npy:PATH (images N x H x W[x C], "
+        "mnist, fashion-mnist, sprites (drawn by vaekit, with factor labels), folder:PATH "
+        "(PNG/JPEG files), npy:PATH (images N x H x W[x C], "
         "or vectors N x D) or csv:PATH (a table with a header row)",
         aliases=("--data",),
     )
