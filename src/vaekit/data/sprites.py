@@ -73,7 +73,7 @@ def orientation_values(grid: Grid = FULL) -> np.ndarray:
 def position_values(grid: Grid = FULL) -> np.ndarray:
     """Sprite centres in pixels (pixel i spans [i, i+1)): 8 to 54.5 in steps of 1.5 for 32
     positions, so a centre sits on a pixel corner or halfway between two."""
-    step = 1.5 * (FULL.positions - 1) / max(grid.positions - 1, 1)
+    step = 1.5 * (Grid.positions - 1) / max(grid.positions - 1, 1)  # same span on any grid
     return 8.0 + step * np.arange(grid.positions)
 
 

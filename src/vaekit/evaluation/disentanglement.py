@@ -122,7 +122,12 @@ def forest_importance(
     (D,) and its held-out accuracy."""
     ensemble = extras.require("sklearn.ensemble", "disentangle", "DCI (its random forests)")
     forest = ensemble.RandomForestClassifier(
-        n_estimators=50, max_depth=12, min_samples_leaf=2, random_state=seed, n_jobs=1
+        n_estimators=50,
+        max_depth=12,
+        min_samples_leaf=10,
+        max_features=None,
+        random_state=seed,
+        n_jobs=1,
     )
     forest.fit(train_codes, train_factor)
     accuracy = float(np.mean(forest.predict(test_codes) == test_factor))
