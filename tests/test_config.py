@@ -277,7 +277,7 @@ def test_choices(section: str, key: str, value: str):
 @pytest.mark.parametrize("value", ["cifar10", "folder:", "zip:/data", ""])
 def test_unknown_dataset(value: str):
     with pytest.raises(
-        ConfigError, match=r"unknown dataset .*; use fashion-mnist, mnist, folder:PATH"
+        ConfigError, match=r"unknown dataset .*; use fashion-mnist, mnist, sprites, folder:PATH"
     ):
         RunConfig.from_dict(with_value("data", "dataset", value))
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
 import torch
 
@@ -13,7 +15,7 @@ from vaekit import api, fid
 class RecordingBar:
     """Stands in for tqdm: keeps what a bar was told, so a test can read it back."""
 
-    made: list[RecordingBar] = []
+    made: ClassVar[list[RecordingBar]] = []
 
     def __init__(self, iterable=None, total=None, desc="", disable=False, **_: object) -> None:
         self.iterable, self.total, self.desc, self.disable = iterable, total, desc, disable

@@ -255,6 +255,9 @@ def evaluate_model(
     if model.classes:  # a conditional VAE scores each image given its label
         result.extra["conditional"] = "-ELBO and -log p(x) are of x given its label: p(x | y)"
     _store(result, source, output)
+    if result.disentanglement is not None and "written" in result.extra:  # factor labels
+        beside = RunFolder(Path(result.extra["written"]).parent).file(runfolder.TRAVERSAL)
+        result.extra["traversal"] = str(pictures.write_traversal(model, test.images[:1], beside))
     return result
 
 

@@ -51,6 +51,8 @@ class Checkpoint:
     rng_state: dict[str, torch.Tensor] = field(default_factory=dict)
     progress: dict[str, Any] = field(default_factory=dict)  # epoch, step, ...
     data_transform: dict[str, Any] | None = None  # a table's transform (TableTransform.to_dict)
+    # the objective's own module and optimiser (FactorVAE's discriminator), for a resume
+    companion_state: dict[str, Any] | None = None
 
 
 def resolve_path(path: str | Path) -> Path:
@@ -68,6 +70,9 @@ def save(ckpt: Checkpoint, path: str | Path) -> Path:
             for key, value in state.items():
                 tensors[f"optim/{index}/{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
         groups = ckpt.optimizer_state["param_groups"]
+    companion_groups = None
+    if ckpt.companion_state is not None:
+        companion_groups = _companion_tensors(ckpt.companion_state, tensors)
     metadata = {
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
@@ -78,6 +83,8 @@ def save(ckpt: Checkpoint, path: str | Path) -> Path:
     }
     if ckpt.data_transform is not None:
         metadata["data_transform"] = json.dumps(ckpt.data_transform)
+    if companion_groups is not None:
+        metadata["companion_optimizer_groups"] = json.dumps(companion_groups)
     try:
         files.write_atomic(path, save_tensors(tensors, metadata=metadata))
     except OSError as exc:
@@ -126,7 +133,13 @@ def load(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path} has a damaged header ({exc})") from None
     except VaekitError as exc:
         raise CheckpointError(f"{path} holds an invalid config: {exc}") from None
-    sections: dict[str, dict[str, torch.Tensor]] = {"model": {}, "rng": {}, "optim": {}}
+    sections: dict[str, dict[str, torch.Tensor]] = {
+        "model": {},
+        "rng": {},
+        "optim": {},
+        "companion": {},
+        "companion_optim": {},
+    }
     for key, value in tensors.items():
         section, _, name = key.partition("/")
         if section not in sections:
@@ -141,7 +154,30 @@ def load(path: str | Path) -> Checkpoint:
         sections["rng"],
         progress,
         transform,
+        _companion_state(sections, metadata, path),
     )  # type: ignore[arg-type]
+
+
+def _companion_state(
+    sections: dict[str, dict[str, torch.Tensor]], metadata: dict[str, str], path: Path
+) -> dict[str, Any] | None:
+    """The objective's own module and optimiser (FactorVAE's discriminator), if saved."""
+    if "companion_optimizer_groups" not in metadata:
+        return None
+    groups = json.loads(metadata["companion_optimizer_groups"])
+    optim = _optimizer_state(sections["companion_optim"], groups, path)
+    return {"module": sections["companion"], "optimizer": optim}
+
+
+def _companion_tensors(state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Any:
+    """Add the companion's module and optimiser tensors to `tensors`; its param groups."""
+    for key, value in state["module"].items():
+        tensors[f"companion/{key}"] = value.detach().cpu().contiguous()
+    for index, moments in state["optimizer"]["state"].items():
+        for key, value in moments.items():
+            tensor = torch.as_tensor(value).detach().cpu().contiguous()
+            tensors[f"companion_optim/{index}/{key}"] = tensor
+    return state["optimizer"]["param_groups"]
 
 
 def _optimizer_state(

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from vaekit.config.registry import OBJECTIVE
+from vaekit.disentangle import BETA_TCVAE, FACTORVAE, Companion
 from vaekit.likelihoods import LOG_2PI, at_least_fp32, bernoulli_nll
 
 if TYPE_CHECKING:
+    from vaekit.config import ObjectiveConfig
     from vaekit.models.base import Latent, VAEOutput
 
 __all__ = ["LOG_2PI", "bernoulli_nll"]  # bernoulli_nll re-exported: the seed's loss lives here too
@@ -186,17 +188,28 @@ def training_terms(
     objective: str = "elbo",
     kl_weight: float = 1.0,
     free_bits: float = 0.0,
+    **options: Any,
 ) -> dict[str, torch.Tensor]:
     """The batch's objective (a scalar to minimise) and its per-example terms.
 
-    `objective` names one of `OBJECTIVES` (declared in vaekit.config.registry).
-    `loss` is always the unweighted bound per example (-ELBO, or -L_k).
+    `objective` names one of `OBJECTIVES` (declared in vaekit.config.registry);
+    `options` are what its `companion` hands it (beta-TCVAE's weights, FactorVAE's
+    discriminator). `loss` is always the unweighted bound per example (-ELBO, or -L_k).
     """
-    return OBJECTIVE.get(objective)(x, out, nll, kl_weight, free_bits)
+    return OBJECTIVE.get(objective)(x, out, nll, kl_weight, free_bits, **options)
+
+
+def companion(
+    config: ObjectiveConfig, latent_dim: int, dataset_size: int, device: torch.device
+) -> Companion | None:
+    """What the run's objective carries beside the model (`disentangle.Companion`), or None
+    for the objectives that need nothing more than the model's output."""
+    build = getattr(OBJECTIVE.get(config.objective), "companion", None)
+    return None if build is None else build(config, latent_dim, dataset_size, device)
 
 
 def elbo_terms(
-    x: torch.Tensor, out: VAEOutput, nll: NLL, kl_weight: float, free_bits: float
+    x: torch.Tensor, out: VAEOutput, nll: NLL, kl_weight: float, free_bits: float, **_: Any
 ) -> dict[str, torch.Tensor]:
     """recon + kl_weight * KL, summed over the batch (the seed's loss when kl_weight = 1
     and free_bits = 0; kl_weight carries beta and KL warm-up); free bits replace each
@@ -212,7 +225,7 @@ def elbo_terms(
 
 
 def iwae_terms(
-    x: torch.Tensor, out: VAEOutput, nll: NLL, kl_weight: float, free_bits: float
+    x: torch.Tensor, out: VAEOutput, nll: NLL, kl_weight: float, free_bits: float, **_: Any
 ) -> dict[str, torch.Tensor]:
     """-log (1/k) sum_i w_i over the output's k samples per example (Burda et al. 2015,
     eq. 8), summed over the batch; recon and kl are then means over the k samples.
@@ -225,4 +238,6 @@ def iwae_terms(
 
 OBJECTIVE.register("elbo", elbo_terms)
 OBJECTIVE.register("iwae", iwae_terms)
+OBJECTIVE.register("beta-tcvae", BETA_TCVAE)
+OBJECTIVE.register("factorvae", FACTORVAE)
 OBJECTIVES: Mapping[str, Callable[..., dict[str, torch.Tensor]]] = OBJECTIVE.implementations

@@ -84,3 +84,27 @@ def write_run_pictures(
     save_png(grid(sample(model, 64, seed)), samples_png, scale=2)
     recon = reconstruction_grid(model, to_unit(test_images[:32]))
     save_png(recon, reconstructions_png, scale=2)
+
+
+def traversal(
+    model: VAE, z: torch.Tensor, steps: int = 10, low: float = 0.05, high: float = 0.95
+) -> np.ndarray:
+    """One row per latent dimension: the code `z` (D,) with that dimension swept over the
+    N(0, 1) prior's quantiles from `low` to `high`, decoded to the likelihood's means; what
+    each dimension controls (Higgins et al. 2017, fig. 7) at a glance."""
+    quantiles = torch.linspace(low, high, steps, dtype=torch.float64)
+    values = torch.distributions.Normal(0.0, 1.0).icdf(quantiles).to(z.device, z.dtype)
+    dims = z.shape[-1]
+    codes = z.reshape(1, dims).repeat(dims * steps, 1)
+    for d in range(dims):
+        codes[d * steps : (d + 1) * steps, d] = values
+    with inference(model):
+        images = model.likelihood.mean(model.decode(codes).float())
+    return grid(images, nrow=steps)
+
+
+def write_traversal(model: VAE, image: torch.Tensor, path: str | Path) -> Path:
+    """The traversal from one uint8 image's posterior mean (one-group models), as PNG."""
+    with inference(model):
+        mu, _ = model.encode(to_unit(image[:1]))
+    return save_png(traversal(model, mu[0]), path, scale=2)

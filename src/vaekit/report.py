@@ -58,6 +58,36 @@ def _groups_note(sizes: list[int]) -> str:
     return "groups (top first) of " + " + ".join(str(n) for n in sizes) + " units"
 
 
+def disentanglement_rows(result: EvalResult) -> list[tuple[str, str, str]]:
+    """MIG, DCI and the FactorVAE score, for data with factor labels."""
+    scores = result.disentanglement
+    if scores is None:
+        return []
+
+    def per_factor(values: list[float]) -> str:
+        return ", ".join(f"{name} {v:.2f}" for name, v in zip(scores.factors, values, strict=True))
+
+    return [
+        ("MIG (Chen et al. 2018)", f"{scores.mig:.3f}", per_factor(scores.mig_per_factor)),
+        (
+            "DCI disentanglement / completeness",
+            f"{scores.dci_disentanglement:.3f} / {scores.dci_completeness:.3f}",
+            "random-forest importances (Eastwood & Williams 2018)",
+        ),
+        (
+            "DCI informativeness",
+            f"{scores.dci_informativeness:.3f}",
+            "held-out accuracy: " + per_factor(scores.dci_informativeness_per_factor),
+        ),
+        (
+            "FactorVAE score (Kim & Mnih 2018)",
+            f"{scores.factorvae_score:.3f}",
+            f"{scores.factorvae_active_dims} active dimensions; "
+            f"train votes {scores.factorvae_train_accuracy:.3f}",
+        ),
+    ]
+
+
 def eval_rows(result: EvalResult) -> list[tuple[str, str, str]]:
     """(quantity, value, note) rows summarising an evaluation result."""
     elbo, iwae, latent = result.neg_elbo, result.iwae, result.latent
@@ -93,6 +123,7 @@ def eval_rows(result: EvalResult) -> list[tuple[str, str, str]]:
                 f"classifier test accuracy {100 * fid.classifier_test_accuracy:.2f} %",
             )
         )
+    rows += disentanglement_rows(result)
     timing = result.timing
     rows.append(
         (

@@ -43,6 +43,7 @@ LOSS_CURVES = "loss_curves.png"
 LATENT_MANIFOLD = "latent_manifold.png"
 LATENT_SCATTER = "latent_scatter.png"
 INTERPOLATIONS = "interpolations.png"
+TRAVERSAL = "traversal.png"  # one row per latent dimension (`vaekit evaluate`, factor data)
 TENSORBOARD = "tensorboard"
 MLRUNS = "mlruns"
 MLFLOW_RUN = "mlflow-run-id"

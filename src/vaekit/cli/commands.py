@@ -127,6 +127,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(f"Wrote {result.extra['written']}")
     if "report" in result.extra:
         print(f"Updated {result.extra['report']}")
+    if "traversal" in result.extra:
+        print(f"Wrote {result.extra['traversal']}")
 
 
 def cmd_encode(args: argparse.Namespace) -> None:

@@ -109,11 +109,13 @@ LIKELIHOOD = Registry(
 SCHEDULE = Registry(
     "schedule", ("constant", "iwae", "exponential"), implemented_by="vaekit.schedules"
 )
-OBJECTIVE = Registry("objective", ("elbo", "iwae"), implemented_by="vaekit.objectives")
+OBJECTIVE = Registry(
+    "objective", ("elbo", "iwae", "beta-tcvae", "factorvae"), implemented_by="vaekit.objectives"
+)
 # p(z) and q(z|x) of the one-group models: each name builds a module the model holds.
 PRIOR = Registry("prior", ("normal", "vamp"), implemented_by="vaekit.models.latent")
 FLOW = Registry("flow", ("none", "planar", "iaf"), implemented_by="vaekit.models.latent")
-DATASET = Registry("dataset", ("mnist", "fashion-mnist"), implemented_by="vaekit.data.sources")
+DATASET = Registry("dataset", ("mnist", "fashion-mnist", "sprites"), implemented_by="vaekit.data")
 # The user's own data, written `KIND:PATH` (`folder:~/pictures`, `npy:x.npy`, `csv:t.csv`):
 # images are read by vaekit.data.userdata, tables by vaekit.data.tables.
 DATA_SOURCE = Registry("data source", ("folder", "npy", "csv"), implemented_by="vaekit.data")

@@ -36,7 +36,8 @@ def check_dataset_name(name: str) -> None:
 class DataConfig:
     dataset: str = opt(
         "mnist",
-        "mnist, fashion-mnist, folder:PATH (PNG/JPEG files), npy:PATH (images N x H x W[x C], "
+        "mnist, fashion-mnist, sprites (drawn by vaekit, with factor labels), folder:PATH "
+        "(PNG/JPEG files), npy:PATH (images N x H x W[x C], "
         "or vectors N x D) or csv:PATH (a table with a header row)",
         aliases=("--data",),
     )
@@ -103,10 +104,23 @@ class ObjectiveConfig:
     """What training minimises; the test loss reported per epoch is always the -ELBO."""
 
     objective: str = opt(
-        "elbo", "elbo (the seed) or iwae (Burda et al.'s k-sample bound)", choices=OBJECTIVE
+        "elbo",
+        "elbo (the seed), iwae (Burda et al.'s k-sample bound), beta-tcvae (Chen et al. "
+        "2018: the KL split into index-code MI, total correlation and dimension-wise KL) or "
+        "factorvae (Kim & Mnih 2018: a discriminator's estimate of the total correlation)",
+        choices=OBJECTIVE,
     )
     k: int = opt(1, "samples per example for --objective iwae", flag="iwae-k")
-    beta: float = opt(1.0, "weight on the KL term (beta-VAE; 1 is the ELBO)")
+    beta: float = opt(
+        1.0, "weight on the KL term (beta-VAE; 1 is the ELBO); beta-tcvae: on the TC term"
+    )
+    alpha: float = opt(1.0, "beta-tcvae: weight on the index-code mutual information")
+    gamma: float = opt(
+        1.0, "beta-tcvae: weight on the dimension-wise KL; factorvae: weight on the TC term"
+    )
+    disc_lr: float = opt(1e-4, "factorvae: the discriminator's Adam learning rate")
+    disc_hidden: int = opt(1000, "factorvae: width of the discriminator's hidden layers")
+    disc_layers: int = opt(6, "factorvae: hidden layers of the discriminator")
     warmup_epochs: float = opt(
         0.0, "raise the KL weight linearly from 0 to beta over this many epochs (0: off)"
     )
@@ -123,8 +137,14 @@ class ObjectiveConfig:
         check_values(self)
         if self.objective == "iwae" and (self.beta != 1 or self.warmup_epochs or self.free_bits):
             raise ConfigError("beta, warm-up and free bits apply to the elbo objective only")
-        if self.objective == "elbo" and self.k != 1:
+        if self.objective != "iwae" and self.k != 1:
             raise ConfigError("--iwae-k needs --objective iwae")
+        if self.objective in ("beta-tcvae", "factorvae") and self.free_bits:
+            raise ConfigError(f"free bits do not apply to --objective {self.objective}")
+        if self.objective != "beta-tcvae" and self.alpha != 1:
+            raise ConfigError("--alpha applies to --objective beta-tcvae only")
+        if self.objective not in ("beta-tcvae", "factorvae") and self.gamma != 1:
+            raise ConfigError("--gamma applies to --objective beta-tcvae or factorvae only")
 
 
 @dataclass

@@ -1,7 +1,8 @@
-"""Datasets: IDX files read and verified (idx), found or fetched (sources), the user's
-own images (userdata) and tables (tablefile, tables), label filters (classes), held in
-memory and batched (splits)."""
+"""Datasets: IDX files read and verified (idx), found or fetched (sources), procedural
+sprites with factor labels (sprites), the user's own images (userdata) and tables
+(tablefile, tables), label filters (classes), held in memory and batched (splits)."""
 
+from vaekit.data import sprites
 from vaekit.data.idx import FileSpec, gunzip, parse_idx, read_bytes, read_idx, verify
 from vaekit.data.sources import (
     DATASETS,
@@ -61,6 +62,7 @@ __all__ = [
     "parse_idx",
     "read_bytes",
     "read_idx",
+    "sprites",
     "static_binarize",
     "to_unit",
     "verify",

@@ -131,7 +131,7 @@ for _spec in DATASETS.values():  # names declared in vaekit.config.registry, whi
 
 def class_names(dataset: str) -> list[str]:
     """Label names of a named dataset; none for the user's own data (labels are numbers)."""
-    spec = DATASETS.get(dataset)
+    spec = DATASET.implementations.get(dataset)  # sprites registers there too
     return list(spec.class_names) if spec else []
 
 

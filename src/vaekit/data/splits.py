@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import torch
 
 from vaekit.config import DataConfig, check_dataset_name
 from vaekit.config.registry import BINARIZE as BINARIZE_PROTOCOLS
+from vaekit.data import sprites
 from vaekit.data.classes import class_indices, parse_classes
 from vaekit.data.idx import read_idx
 from vaekit.data.sources import (
@@ -29,6 +30,7 @@ from vaekit.data.sources import (
     find_files,
     missing_message,
 )
+from vaekit.data.sprites import SPRITES
 from vaekit.data.tables import is_table, load_table
 from vaekit.data.userdata import load_user_data
 from vaekit.errors import ConfigError, DataError
@@ -39,7 +41,8 @@ class Split:
     """A whole split in memory: uint8 images (N, C, H, W) and int64 labels (N,).
 
     A table's split also carries its `transform` (`data.tables.TableTransform`) and the
-    file `rows` its examples came from; `names` are the labels' names where known.
+    file `rows` its examples came from; `names` are the labels' names where known;
+    `factors` (N, F) the factor indices of a dataset that has them (sprites).
     """
 
     images: torch.Tensor
@@ -47,6 +50,8 @@ class Split:
     transform: Any = None
     names: tuple[str, ...] | None = None
     rows: torch.Tensor | None = None
+    factors: torch.Tensor | None = None
+    factor_names: tuple[str, ...] | None = None
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -61,14 +66,18 @@ class Split:
         return self.transform is not None
 
     def to(self, device: torch.device) -> Split:
-        return Split(
-            self.images.to(device), self.labels.to(device), self.transform, self.names, self.rows
+        factors = None if self.factors is None else self.factors.to(device)
+        return replace(
+            self, images=self.images.to(device), labels=self.labels.to(device), factors=factors
         )
 
     def take(self, index: torch.Tensor | slice) -> Split:
         """The examples at `index` (a slice, indices or a mask), with everything else kept."""
         rows = None if self.rows is None else self.rows[index]
-        return Split(self.images[index], self.labels[index], self.transform, self.names, rows)
+        factors = None if self.factors is None else self.factors[index]
+        return replace(
+            self, images=self.images[index], labels=self.labels[index], rows=rows, factors=factors
+        )
 
     def subset(self, n: int | None) -> Split:
         """The first n examples (all of them when n is None)."""
@@ -106,6 +115,8 @@ def _splits(split: str) -> tuple[str, ...]:
 
 
 def _load_images(config: DataConfig, split: str, data_dir: str | Path | None) -> Split:
+    if config.dataset == SPRITES.name:  # drawn, not read: unpack only the first `limit`
+        return sprites_split(split, data_dir or config.data_dir, config.limit)
     return load_split(
         config.dataset,
         split,
@@ -139,7 +150,11 @@ def hold_out(train: Split, n: int, keep: str) -> Split:
 
 
 def _concatenate(parts: list[Split]) -> Split:
-    return Split(torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts]))
+    factors = None
+    if all(p.factors is not None for p in parts):
+        factors = torch.cat([p.factors for p in parts])
+    images, labels = torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts])
+    return Split(images, labels, factors=factors, factor_names=parts[0].factor_names)
 
 
 def only_classes(split: Split, classes: str | None, source: str) -> Split:
@@ -176,6 +191,8 @@ def load_split(
     if binarize not in BINARIZE:
         raise DataError(f"binarize must be one of {', '.join(BINARIZE)}; got {binarize!r}")
     check_dataset_name(name)
+    if name == SPRITES.name:
+        return sprites_split(split, data_dir, None)
     if name in DATASETS:
         loaded = _load_idx_split(name, split, data_dir, download)
     else:
@@ -184,6 +201,16 @@ def load_split(
         loaded = Split(torch.from_numpy(images).permute(0, 3, 1, 2), torch.from_numpy(labels))
     if binarize == "static":
         loaded = Split(static_binarize(loaded.images, name, split), loaded.labels)
+    return loaded
+
+
+def sprites_split(split: str, data_dir: str | Path | None, limit: int | None) -> Split:
+    """The sprites' split (drawn into the cache on first use): labels are the shape,
+    `factors` all five factor indices. Its pixels are already 0/255, so every
+    binarisation protocol (a Bernoulli draw of 0 or 1) leaves them as they are."""
+    images, factors = sprites.load(split, data_dir, limit)
+    loaded = make_split(images, factors[:, 0])
+    loaded.factors, loaded.factor_names = torch.from_numpy(factors), SPRITES.factor_names
     return loaded
 
 

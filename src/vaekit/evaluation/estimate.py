@@ -19,8 +19,15 @@ from tqdm import tqdm
 from vaekit import fid
 from vaekit.config import EvalConfig
 from vaekit.data import Split, evaluation_images, to_unit
-from vaekit.evaluation import fast_mlp
-from vaekit.evaluation.result import FID, EvalResult, LatentStats, Likelihood, NegElbo
+from vaekit.evaluation import disentanglement, fast_mlp
+from vaekit.evaluation.result import (
+    FID,
+    Disentanglement,
+    EvalResult,
+    LatentStats,
+    Likelihood,
+    NegElbo,
+)
 from vaekit.models import VAE
 from vaekit.objectives import latent_kl_per_dim, log_weights, negative_elbo
 from vaekit.runtime import autocast, inference
@@ -208,6 +215,7 @@ def evaluate(
     nll = -log_px.double()
     grey = test.images if reference is None else reference
     fid_result = _fid(classifier, model, grey, config.seed, timing, progress)
+    factors = _disentanglement(mu, test, config.seed, timing)
     timing["total_seconds"] = time.perf_counter() - started
     timing["images_x_k_per_second"] = n * config.k / timing["iwae_seconds"]
     return EvalResult(
@@ -226,7 +234,22 @@ def evaluate(
         timing=timing,
         config=asdict(config),
         device=str(device),
+        disentanglement=factors,
     )
+
+
+def _disentanglement(
+    mu: torch.Tensor, test: Split, seed: int, timing: dict[str, float]
+) -> Disentanglement | None:
+    """How disentangled the posterior means are, for data with factor labels."""
+    if test.factors is None:
+        return None
+    mark = time.perf_counter()
+    names = test.factor_names or [f"factor {i}" for i in range(test.factors.shape[1])]
+    factors = test.factors.cpu().numpy()
+    result = disentanglement.scores(mu.cpu().numpy(), factors, names, seed)
+    timing["disentanglement_seconds"] = time.perf_counter() - mark
+    return result
 
 
 def _fid(

@@ -59,6 +59,24 @@ class FID:
 
 
 @dataclass
+class Disentanglement:
+    """MIG, DCI and the FactorVAE score of the posterior means, for data with factor
+    labels (see `evaluation.disentanglement`); per-factor lists follow `factors`."""
+
+    factors: list[str]
+    mig: float
+    mig_per_factor: list[float]
+    dci_disentanglement: float
+    dci_completeness: float
+    dci_informativeness: float
+    dci_informativeness_per_factor: list[float]
+    factorvae_score: float
+    factorvae_train_accuracy: float
+    factorvae_active_dims: int
+    examples: int
+
+
+@dataclass
 class EvalResult:
     """Everything one evaluation measured, with how it was measured."""
 
@@ -76,6 +94,7 @@ class EvalResult:
     dataset: str | None = None
     split: str = "test"
     torch: str | None = None
+    disentanglement: Disentanglement | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -89,6 +108,8 @@ class EvalResult:
         for name in ("images", "pixels", "binarize", "neg_elbo", "iwae", "latent", "fid"):
             out[name] = body[name]
         out |= {"timing": self.timing, "config": self.config, "device": self.device}
+        if self.disentanglement is not None:
+            out["disentanglement"] = body["disentanglement"]
         out |= self.extra
         out["torch"] = self.torch
         return out
@@ -101,5 +122,7 @@ class EvalResult:
         values["iwae"] = Likelihood(**raw["iwae"])
         values["latent"] = LatentStats(**raw["latent"])
         values["fid"] = FID(**raw["fid"]) if raw.get("fid") else None
+        if raw.get("disentanglement"):
+            values["disentanglement"] = Disentanglement(**raw["disentanglement"])
         values["extra"] = {key: raw[key] for key in raw if key not in known}
         return cls(**values)

@@ -154,7 +154,7 @@ def finish_epoch(state: State) -> dict[str, float]:
     """Per-example averages of the epoch's terms over all ranks; resets the running sums."""
     state.world.all_sum(list(state.sums.values()))
     examples = state.sums["examples"].item()
-    stats = {key: state.sums[key].item() / max(examples, 1) for key in TERMS}
+    stats = {key: state.sums[key].item() / max(examples, 1) for key in state.term_names}
     stats["skipped"] = int(state.sums["skipped"].item())
     state.epoch, state.batch = state.epoch + 1, 0
     state.reset_sums()
@@ -269,7 +269,7 @@ def _fit(
         folder.remove_debris()
         folder.write_config(config)
         folder.repair_metrics(0 if ckpt is None else int(ckpt.progress["epoch"]))
-    state = build_state(config, train.image_shape, ckpt, world, train.transform)
+    state = build_state(config, train.image_shape, ckpt, world, train.transform, len(train))
     state.fast = fast_mlp.fast_step(state, train)
     if ckpt:
         log(_resume_line(state, folder))

@@ -16,8 +16,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from vaekit import checkpoint
 from vaekit.config import RunConfig
+from vaekit.disentangle import Companion
 from vaekit.distributed import World
 from vaekit.models import VAE, build_model
+from vaekit.objectives import companion
 from vaekit.runtime import (
     needs_grad_scaler,
     resolve_device,
@@ -53,11 +55,18 @@ class State:
     net: torch.nn.Module | None = None  # the model as called in training (DDP-wrapped if so)
     transform: Any = None  # a table's data.tables.TableTransform, saved with every checkpoint
     fast: Any = None  # training.fast_mlp.FastMLPStep when the run takes the MLP fast path
+    companion: Companion | None = None  # what the objective carries (disentangle.Companion)
+
+    @property
+    def term_names(self) -> tuple[str, ...]:
+        """The per-example terms summed each epoch: TERMS, then the objective's own."""
+        return TERMS + (self.companion.terms if self.companion else ())
 
     def reset_sums(self, values: dict[str, float] | None = None) -> None:
         values = values or {}
         self.sums = {
-            key: torch.tensor(values.get(key, 0.0), device=self.device) for key in TERMS + COUNTS
+            key: torch.tensor(values.get(key, 0.0), device=self.device)
+            for key in self.term_names + COUNTS
         }
 
 
@@ -73,9 +82,11 @@ def build_state(
     resume_from: Any = None,
     world: World | None = None,
     transform: Any = None,
+    dataset_size: int = 1,
 ) -> State:
-    """Seed, build model and optimiser, and restore them from a checkpoint when given.
-    A table's `transform` gives the likelihood its columns' layout."""
+    """Seed, build model and optimiser (and the objective's companion), and restore them
+    from a checkpoint when given. A table's `transform` gives the likelihood its columns'
+    layout; `dataset_size` (the training examples) is what beta-TCVAE's estimator needs."""
     device = resolve_device(config.train.device)
     seed_everything(config.train.seed)  # before building: same seed, same initial weights
     layout = None if transform is None else transform.layout
@@ -86,6 +97,7 @@ def build_state(
         scaler = torch.amp.GradScaler(device.type)
     state = State(config, device, model, optimizer, scaler, world=world or World())
     state.transform = transform
+    state.companion = companion(config.objective, model.latent_dim, dataset_size, device)
     state.reset_sums()
     # Runs of bad steps may span epochs, so these are not reset with the sums.
     state.bad_in_a_row = torch.zeros((), device=device)
@@ -93,6 +105,8 @@ def build_state(
     if resume_from is not None:
         model.load_state_dict(resume_from.model_state)
         optimizer.load_state_dict(resume_from.optimizer_state)
+        if state.companion is not None:
+            state.companion.load_state_dict(resume_from.companion_state)
         set_rng_state(resume_from.rng_state, device)
         progress = resume_from.progress
         state.epoch, state.batch = int(progress["epoch"]), int(progress.get("batch", 0))
@@ -115,6 +129,8 @@ def save_checkpoint(state: State, run_dir: Path, image_shape: tuple[int, int, in
         progress["sums"] = {key: value.item() for key, value in state.sums.items()}
     ckpt = weights_checkpoint(state, image_shape, progress)
     ckpt.optimizer_state = state.optimizer.state_dict()
+    if state.companion is not None:
+        ckpt.companion_state = state.companion.state_dict()
     ckpt.rng_state = rng_state(state.device)
     return checkpoint.save(ckpt, run_dir)
 

@@ -1,7 +1,8 @@
 """One optimiser step, and the schedules that set its KL weight and learning rate.
 
 Nothing here knows a model's insides: it calls `model(x)` and scores the output
-with `objectives.training_terms` and the model's likelihood.
+with `objectives.training_terms` and the model's likelihood; an objective that carries
+more (FactorVAE's discriminator) does so in its companion, which steps after the model.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from vaekit.config import RunConfig
 from vaekit.objectives import training_terms
 from vaekit.runtime import autocast
 from vaekit.schedules import SCHEDULES
-from vaekit.training.state import TERMS, State
+from vaekit.training.state import State
 
 
 def grad_norm(parameters: list[torch.Tensor]) -> torch.Tensor:
@@ -53,8 +54,15 @@ def train_step(
     k = objective.samples_per_example()
     with autocast(state.device, cfg.precision):
         out = state.net(x, noise=noise, k=k, **state.model.condition(labels))
+    companion = state.companion
     terms = training_terms(
-        x, out, state.model.likelihood.nll, objective.objective, weight, objective.free_bits
+        x,
+        out,
+        state.model.likelihood.nll,
+        objective.objective,
+        weight,
+        objective.free_bits,
+        **(companion.options() if companion else {}),
     )
     # Summed, not averaged, over the batch: the seed's loss, so Adam sees the same scale.
     loss = terms["objective"]
@@ -81,7 +89,9 @@ def train_step(
     state.optimizer.step()
     if state.scaler is not None:
         state.scaler.update()
-    for key in TERMS:
+    if companion is not None:  # the objective's own module (a discriminator) steps next
+        terms = terms | companion.after_step(out)
+    for key in state.term_names:
         state.sums[key] += torch.where(bad, 0.0, terms[key].detach().sum())
     state.sums["examples"] += torch.where(bad, 0, x.shape[0])
     state.sums["skipped"] += bad
