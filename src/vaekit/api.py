@@ -140,7 +140,7 @@ def finish_run(run_dir: Path) -> None:
         write_samples(model, 64, run.train.seed, RunFolder(run_dir).file(runfolder.SAMPLES_CSV))
     elif run.train.pictures:
         write_run_pictures(model, test.images, run_dir, run.train.seed)
-    if run.train.plots:
+    if run.train.plots and model.gaussian_latents:  # the latent plots need posterior means
         from vaekit import plots  # matplotlib is slow to import: only runs that draw pay
 
         plots.plot_run(model, test, run_dir, run.train.seed, run.data.binarize, run.data.dataset)

@@ -109,7 +109,7 @@ LIKELIHOOD = Registry(
 SCHEDULE = Registry(
     "schedule", ("constant", "iwae", "exponential"), implemented_by="vaekit.schedules"
 )
-OBJECTIVE = Registry("objective", ("elbo", "iwae"), implemented_by="vaekit.objectives")
+OBJECTIVE = Registry("objective", ("elbo", "iwae", "vq"), implemented_by="vaekit.objectives")
 # p(z) and q(z|x) of the one-group models: each name builds a module the model holds.
 PRIOR = Registry("prior", ("normal", "vamp"), implemented_by="vaekit.models.latent")
 FLOW = Registry("flow", ("none", "planar", "iaf"), implemented_by="vaekit.models.latent")
