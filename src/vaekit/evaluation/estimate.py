@@ -162,6 +162,8 @@ def active_units(mu: torch.Tensor, threshold: float = ACTIVE_THRESHOLD) -> tuple
     A unit the decoder ignores has a posterior that matches the prior for every x,
     so its mean does not move with x (Burda et al. 2015, section 5.2).
     """
+    if mu.shape[1] == 0:  # no Gaussian latents (discrete codes only)
+        return 0, mu.new_zeros(0, dtype=torch.float64)
     variance = mu.double().var(dim=0, correction=0)
     return int((variance > threshold).sum()), variance
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from vaekit.config import VQConfig, VQPriorConfig
 from vaekit.config.families.vq import VQ_FIELDS
@@ -22,9 +23,38 @@ from vaekit.models.registry import register
 from vaekit.models.vq import VQVAE, with_samples
 
 
+class Block(nn.Module):
+    """A pre-norm transformer layer with causal self-attention; with a `cache` (a list
+    holding the keys and values of earlier positions) it takes one new position at a time."""
+
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.ff = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+
+    def forward(self, h: torch.Tensor, cache: list[torch.Tensor] | None = None) -> torch.Tensor:
+        batch, length, width = h.shape
+        q, k, v = (
+            t.reshape(batch, length, self.heads, -1).transpose(1, 2)
+            for t in self.qkv(self.norm1(h)).split(width, dim=-1)
+        )
+        if cache is None:
+            attended = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:  # the new position sees every cached one and itself: nothing later exists yet
+            if cache:
+                k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
+            cache[:] = [k, v]
+            attended = F.scaled_dot_product_attention(q, k, v)
+        h = h + self.proj(attended.transpose(1, 2).reshape(batch, length, width))
+        return h + self.ff(self.norm2(h))
+
+
 class CodePrior(nn.Module):
     """Causal transformer: one-hot codes (B, L, K) -> logits (B, L, K) of each position
-    given the positions before it."""
+    given the positions before it (inputs shifted right behind a learned start vector)."""
 
     def __init__(self, size: int, positions: int, width: int, layers: int, heads: int) -> None:
         super().__init__()
@@ -32,10 +62,7 @@ class CodePrior(nn.Module):
         self.embed = nn.Linear(size, width, bias=False)
         self.start = nn.Parameter(torch.zeros(width))
         self.position = nn.Parameter(0.02 * torch.randn(positions, width))
-        layer = nn.TransformerEncoderLayer(
-            width, heads, 4 * width, dropout=0.0, batch_first=True, norm_first=True
-        )
-        self.body = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.blocks = nn.ModuleList(Block(width, heads) for _ in range(layers))
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, size)
 
@@ -44,20 +71,25 @@ class CodePrior(nn.Module):
         tokens = self.embed(onehot[:, :-1])
         start = self.start.to(tokens.dtype).expand(batch, 1, -1)
         h = torch.cat([start, tokens], dim=1) + self.position[:length].to(tokens.dtype)
-        mask = nn.Transformer.generate_square_subsequent_mask(length, device=h.device)
-        h = self.body(h, mask=mask.to(h.dtype), is_causal=True)
+        for block in self.blocks:
+            h = block(h)
         return self.head(self.norm(h))
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n code sequences (n, positions), drawn position by position."""
+        """n code sequences (n, positions), drawn position by position; each step feeds one
+        new position through the layers, reusing the keys and values of the earlier ones."""
         device = self.head.weight.device
-        onehot = torch.zeros(n, self.positions, self.size, device=device)
+        caches: list[list[torch.Tensor]] = [[] for _ in self.blocks]
         codes = torch.zeros(n, self.positions, dtype=torch.long, device=device)
+        h = self.start.expand(n, 1, -1)
         for i in range(self.positions):
-            logits = self(onehot[:, : i + 1])[:, i].float()
-            codes[:, i] = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)[:, 0]
-            onehot[:, i] = nn.functional.one_hot(codes[:, i], self.size).float()
+            h = h + self.position[i]
+            for block, cache in zip(self.blocks, caches, strict=True):
+                h = block(h, cache)
+            probs = self.head(self.norm(h))[:, 0].float().softmax(dim=-1)
+            codes[:, i] = torch.multinomial(probs, 1, generator=generator)[:, 0]
+            h = self.embed.weight.t()[codes[:, i]][:, None]  # the embedding of its one-hot
         return codes
 
 
