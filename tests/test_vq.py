@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from vaekit import api, checkpoint, pictures
+from vaekit import api, checkpoint, pictures, report
 from vaekit.cli import main
 from vaekit.codebook import (
     code_counts,
@@ -327,6 +327,8 @@ def test_evaluate_reports_bits_per_dim_from_the_prior_and_the_decoder(vq_runs):
         codes["bits_per_dim"]
     )
     assert 1 <= codes["perplexity"] <= 16 and result.latent.dim == 0
+    rows = {row[0]: row[1] for row in report.eval_rows(result)}
+    assert rows["codebook perplexity"] == f"{codes['perplexity']:.2f} of 16"
 
 
 def test_sample_and_reconstruct_decode_the_prior_and_the_codes(vq_runs, tmp_path):

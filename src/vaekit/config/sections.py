@@ -94,7 +94,10 @@ class ObjectiveConfig:
     """What training minimises; the test loss reported per epoch is always the -ELBO."""
 
     objective: str = opt(
-        "elbo", "elbo (the seed) or iwae (Burda et al.'s k-sample bound)", choices=OBJECTIVE
+        "elbo",
+        "elbo (the seed), iwae (Burda et al.'s k-sample bound) or vq (the vq and vq-prior "
+        "models: -log p(x|z_q) + commitment + the codes' -log p(z))",
+        choices=OBJECTIVE,
     )
     k: int = opt(1, "samples per example for --objective iwae", flag="iwae-k")
     beta: float = opt(1.0, "weight on the KL term (beta-VAE; 1 is the ELBO)")
