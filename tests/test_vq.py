@@ -354,3 +354,6 @@ def test_export_folder_round_trips_and_onnx_is_refused(vq_runs, tmp_path):
     assert torch.equal(pictures.reconstruct(a, x), pictures.reconstruct(b, x))
     with pytest.raises(ConfigError, match="discrete codes"):
         export_model(vq, tmp_path / "o", "onnx")
+    for command in ("encode", "plot", "explore"):  # Gaussian latents only: one-line errors
+        argv = [command, str(vq)] + (["-o", str(tmp_path / "e.npz")] if command == "encode" else [])
+        assert main(argv) == 2, command
