@@ -340,6 +340,8 @@ def test_apply_overrides_unknown_section():
 def test_each_family_saves_only_its_own_fields():
     common = {"name", "likelihood", "sigma", "latent_dim", "hidden_dim"}
     one_group = common | {"prior", "pseudo_inputs", "flow", "flow_steps"}
+    vq = {"name", "likelihood", "sigma", "channels", "codebook_size", "code_dim", "commitment"}
+    vq |= {"ema_decay", "dead_code_threshold"}
     expected = {
         "mlp": one_group | {"condition", "labels"},
         "conv": one_group | {"channels"},
@@ -347,10 +349,14 @@ def test_each_family_saves_only_its_own_fields():
         "hvae": common | {"groups"},
         "iwae-1l": one_group,
         "iwae-2l": common,
+        "vq": vq,
+        "vq-prior": vq | {"codes_from", "prior_width", "prior_layers", "prior_heads"},
     }
     assert set(MODEL) == set(expected)
     for name, keys in expected.items():
-        config = RunConfig(model=model_config(name))
+        values = {"codes_from": "runs/vq"} if name == "vq-prior" else {}
+        config = RunConfig(model=model_config(name, **values))
+        config.objective.objective = config.model.objectives[0]
         assert set(config.to_dict()["model"]) == keys, name
         assert RunConfig.from_dict(config.to_dict()) == config
 

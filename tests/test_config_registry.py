@@ -233,15 +233,19 @@ def test_model_flags_are_the_union_and_say_which_families_they_apply_to():
         "--likelihood",
         "--sigma",
         *("--prior", "--pseudo-inputs", "--flow", "--flow-steps", "--condition", "--labels"),
+        *("--codebook-size", "--code-dim", "--commitment", "--ema-decay"),
+        *("--dead-code-threshold", "--codes-from", "--prior-width", "--prior-layers"),
+        "--prior-heads",
     }
     assert flags["--condition"].families == ("mlp",)
     assert flags["--prior"].families == ("mlp", "conv", "resconv", "iwae-1l")
     assert flags["--flow"].choices == registry.FLOW.names()
     assert flags["--groups"].families == ("hvae",)
     assert flags["--groups"].help.startswith("hvae: ")
-    assert flags["--channels"].families == ("conv", "resconv")
-    assert flags["--channels"].help.startswith("conv, resconv: ")
-    assert flags["--latent-dim"].families is None  # every family has it, with its meaning:
+    assert flags["--channels"].families == ("conv", "resconv", "vq", "vq-prior")
+    assert flags["--channels"].help.startswith("conv, resconv, vq, vq-prior: ")
+    gaussian = ("mlp", "conv", "resconv", "hvae", "iwae-1l", "iwae-2l")  # vq has codes, no z
+    assert flags["--latent-dim"].families == gaussian  # with each family's meaning:
     assert "hvae: latent units per group" in flags["--latent-dim"].help
     assert flags["--latent-dim"].help.endswith("(default: 2)")
     assert flags["--likelihood"].choices == registry.LIKELIHOOD.names()

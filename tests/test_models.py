@@ -30,6 +30,11 @@ def _config(name: str, **values):
     return model_config(name, **{key: value for key, value in values.items() if key in own})
 
 
+# The families with Gaussian latent groups; the VQ families (discrete codes) are tested in
+# tests/test_vq.py.
+GAUSSIAN = sorted(name for name, network in MODELS.items() if network.gaussian_latents)
+
+
 def test_registry_lists_the_architectures():
     assert {"mlp", "conv"} <= set(MODELS)
     assert set(MODELS) == set(MODEL.names())  # a network for every declared family, no more
@@ -47,7 +52,7 @@ def test_build_model_refuses_a_config_of_another_family():
         build_model(renamed, MNIST_SHAPE)
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", GAUSSIAN)
 def test_each_network_reads_only_its_family_fields(name):
     """Built from its family's class, which has no other family's fields, every network
     builds: no network reads a field its family lacks."""
@@ -84,7 +89,7 @@ def test_mlp_loss_equals_the_seed_pipeline_on_the_same_noise():
     assert got.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", GAUSSIAN)
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
 def test_shapes_and_configurable_sizes(name, shape):
     config = _config(name, latent_dim=7, hidden_dim=64, channels=8)
@@ -143,7 +148,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", GAUSSIAN)
 def test_every_architecture_learns_a_fixed_batch(name, one_thread):
     """30 Adam steps on 64 binarised discs: the mean -ELBO of the last 5 steps is at least 15%
     below that of the first 5 (from ~550 nats, near 784 log 2, to ~330-440)."""
@@ -163,7 +168,7 @@ def test_every_architecture_learns_a_fixed_batch(name, one_thread):
     assert last < 0.85 * first, (first, last)
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", GAUSSIAN)
 def test_k_samples_and_one_sample_agree(name):
     """Forward with k gives (B, k, ...) tensors; with k = 1 and the same noise it is the plain
     forward pass, and log w = -recon + sum of the groups' log p(z) - log q(z)."""
@@ -235,7 +240,7 @@ def test_iwae_2l_lower_group_is_estimated_from_its_sample():
 @pytest.mark.parametrize(
     "likelihood", [n for n in LIKELIHOOD.names() if n not in TABLE_LIKELIHOODS]
 )
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", GAUSSIAN)
 def test_generate_and_reconstruct_give_the_likelihoods_parameters(name, likelihood):
     """(n, P*C, H, W) for every model and likelihood, P = 2 for gaussian-learned; the
     likelihood's mean of them is an image in [0, 1] and scores finitely."""

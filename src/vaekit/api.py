@@ -140,7 +140,7 @@ def finish_run(run_dir: Path, progress: bool = True) -> None:
             pictures.write_run_pictures(model, test.images, *files, run.train.seed)
         bar.update()
         bar.set_postfix_str("latent plots and report.html")
-        if run.train.plots:
+        if run.train.plots and model.gaussian_latents:  # the latent plots need posterior means
             from vaekit import plots  # matplotlib is slow to import: only runs that draw pay
 
             seed, data = run.train.seed, run.data

@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from vaekit.codebook import uniform_code_nll
 from vaekit.config.registry import OBJECTIVE
 from vaekit.disentangle import BETA_TCVAE, FACTORVAE, Companion
 from vaekit.likelihoods import LOG_2PI, at_least_fp32, bernoulli_nll
 
 if TYPE_CHECKING:
     from vaekit.config import ObjectiveConfig
-    from vaekit.models.base import Latent, VAEOutput
+    from vaekit.models.base import Codes, Latent, VAEOutput
 
 __all__ = ["LOG_2PI", "bernoulli_nll"]  # bernoulli_nll re-exported: the seed's loss lives here too
 
@@ -154,18 +155,45 @@ def reconstruction_nll(x: torch.Tensor, out: VAEOutput, nll: NLL = bernoulli_nll
     return nll(out.params, _target(x, out.params), event_dims=3)
 
 
+def code_kl(codes: Codes) -> torch.Tensor:
+    """KL(q || p) of a grid of discrete codes, (B,): q is a point mass on the assigned codes,
+    so it is -log p(codes), the prior's cross-entropy summed over positions; under the
+    uniform prior that is positions * log K (van den Oord et al. 2017, section 3.1)."""
+    batch = codes.indices.shape[0]
+    if codes.prior_logits is None:
+        nats = uniform_code_nll(codes.indices[0].numel(), codes.size)
+        return torch.full((batch,), nats, device=codes.indices.device)
+    logits = at_least_fp32(codes.prior_logits)
+    nll = torch.nn.functional.cross_entropy(logits, codes.indices, reduction="none")
+    return nll.reshape(batch, -1).sum(dim=1)
+
+
+def commitment_loss(codes: Codes) -> torch.Tensor:
+    """||z_e - sg(e)||^2 per example (B,): pulls the encoder towards its codes (eq. 3)."""
+    diff = at_least_fp32(codes.z_e) - at_least_fp32(codes.z_q).detach()
+    return diff.pow(2).reshape(diff.shape[0], -1).sum(dim=1)
+
+
+def total_kl(out: VAEOutput) -> torch.Tensor:
+    """Sum over Gaussian groups of KL(q || p), plus the discrete codes' where there are some."""
+    kl = sum(latent_kl(latent) for latent in out.latents)
+    return kl + code_kl(out.codes) if out.codes is not None else kl
+
+
 def negative_elbo(
     x: torch.Tensor, out: VAEOutput, nll: NLL = bernoulli_nll
 ) -> dict[str, torch.Tensor]:
     """-ELBO = reconstruction (-log p(x|z)) + sum over groups of KL(q || p), per example."""
     recon = reconstruction_nll(x, out, nll)
-    kl = sum(latent_kl(latent) for latent in out.latents)
+    kl = total_kl(out)
     return {"loss": recon + kl, "recon": recon, "kl": kl}
 
 
 def log_weights(x: torch.Tensor, out: VAEOutput, nll: NLL = bernoulli_nll) -> torch.Tensor:
     """log p(x, z) - log q(z|x) for each of the output's samples: (B, k)."""
     log_ratio = sum(latent_log_ratio(latent) for latent in out.latents)
+    if out.codes is not None:  # a point-mass q: log p(codes) - log 1, the same for each sample
+        log_ratio = log_ratio - code_kl(out.codes)[:, None]
     return log_importance_weights(-reconstruction_nll(x, out, nll), log_ratio, 0.0)
 
 
@@ -236,8 +264,26 @@ def iwae_terms(
     return {"objective": -bound.sum(), "loss": -bound, "recon": recon, "kl": kl}
 
 
+def vq_terms(
+    x: torch.Tensor, out: VAEOutput, nll: NLL, kl_weight: float, free_bits: float
+) -> dict[str, torch.Tensor]:
+    """-log p(x|z_q) + beta ||z_e - sg(e)||^2 + KL (van den Oord et al. 2017, eq. 3 without
+    the codebook term, which moving averages replace), summed over the batch. The KL is the
+    codes' -log p(codes): a constant under the uniform prior of the first stage, the learned
+    prior's cross-entropy in the second, where nothing else has a gradient. `loss` is the
+    -ELBO, recon + KL. The KL weight and free bits (Gaussian options) are not used."""
+    codes = out.codes
+    if codes is None:
+        raise ValueError("the vq objective scores a model with discrete codes (VAEOutput.codes)")
+    recon = reconstruction_nll(x, out, nll)
+    kl = code_kl(codes)
+    objective_value = (recon + kl).sum() + codes.commitment * commitment_loss(codes).sum()
+    return {"objective": objective_value, "loss": recon + kl, "recon": recon, "kl": kl}
+
+
 OBJECTIVE.register("elbo", elbo_terms)
 OBJECTIVE.register("iwae", iwae_terms)
 OBJECTIVE.register("beta-tcvae", BETA_TCVAE)
 OBJECTIVE.register("factorvae", FACTORVAE)
+OBJECTIVE.register("vq", vq_terms)
 OBJECTIVES: Mapping[str, Callable[..., dict[str, torch.Tensor]]] = OBJECTIVE.implementations

@@ -88,6 +88,24 @@ def disentanglement_rows(result: EvalResult) -> list[tuple[str, str, str]]:
     ]
 
 
+def _code_rows(codes: dict | None) -> list[tuple[str, str, str]]:
+    """A discrete-code model's codebook use and its bound's two parts in bits per dimension."""
+    if not codes:
+        return []
+    return [
+        (
+            "codebook perplexity",
+            f"{codes['perplexity']:.2f} of {codes['codebook_size']}",
+            f"{100 * codes['code_usage']:.1f} % of the codes used on the test set",
+        ),
+        (
+            "bits/dim: decoder + prior",
+            f"{codes['recon_bits_per_dim']:.4f} + {codes['prior_bits_per_dim']:.4f}",
+            f"= {codes['bits_per_dim']:.4f} (-log p(x|z_q) and the codes' -log p(z))",
+        ),
+    ]
+
+
 def eval_rows(result: EvalResult) -> list[tuple[str, str, str]]:
     """(quantity, value, note) rows summarising an evaluation result."""
     elbo, iwae, latent = result.neg_elbo, result.iwae, result.latent
@@ -112,6 +130,7 @@ def eval_rows(result: EvalResult) -> list[tuple[str, str, str]]:
     if len(latent.groups) > 1:
         per_group = ", ".join(f"{v:.2f}" for v in latent.kl_per_group)
         rows.append(("KL per latent group (top first)", per_group, "nats, at the posterior means"))
+    rows += _code_rows(result.extra.get("codes"))
     fid = result.fid
     if fid:
         rows.append(

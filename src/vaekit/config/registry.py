@@ -110,7 +110,9 @@ SCHEDULE = Registry(
     "schedule", ("constant", "iwae", "exponential"), implemented_by="vaekit.schedules"
 )
 OBJECTIVE = Registry(
-    "objective", ("elbo", "iwae", "beta-tcvae", "factorvae"), implemented_by="vaekit.objectives"
+    "objective",
+    ("elbo", "iwae", "beta-tcvae", "factorvae", "vq"),
+    implemented_by="vaekit.objectives",
 )
 # p(z) and q(z|x) of the one-group models: each name builds a module the model holds.
 PRIOR = Registry("prior", ("normal", "vamp"), implemented_by="vaekit.models.latent")

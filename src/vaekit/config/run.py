@@ -85,6 +85,11 @@ class RunConfig:
         """Check values that types alone cannot: positive sizes, known names, combinations."""
         for section in (self.data, self.model, self.objective, self.train):
             section.validate()
+        if self.objective.objective not in self.model.objectives:
+            raise ConfigError(
+                f"model {self.model.name} is trained with --objective "
+                f"{' or '.join(self.model.objectives)}; got {self.objective.objective}"
+            )
 
 
 def config_fields() -> list[tuple[str, Field]]:

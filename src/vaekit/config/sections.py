@@ -106,8 +106,9 @@ class ObjectiveConfig:
     objective: str = opt(
         "elbo",
         "elbo (the seed), iwae (Burda et al.'s k-sample bound), beta-tcvae (Chen et al. "
-        "2018: the KL split into index-code MI, total correlation and dimension-wise KL) or "
-        "factorvae (Kim & Mnih 2018: a discriminator's estimate of the total correlation)",
+        "2018: the KL split into index-code MI, total correlation and dimension-wise KL), "
+        "factorvae (Kim & Mnih 2018: a discriminator's estimate of the total correlation) "
+        "or vq (the vq and vq-prior models: -log p(x|z_q) + commitment + the codes' -log p(z))",
         choices=OBJECTIVE,
     )
     k: int = opt(1, "samples per example for --objective iwae", flag="iwae-k")

@@ -93,6 +93,8 @@ def encode_split(
     model: VAE, split: Split, batch_size: int = 1000, precision: str = "fp32"
 ) -> Encoding:
     """The posterior of every example of a split (on the model's device), batched."""
+    if not model.gaussian_latents:
+        raise ConfigError("a model with discrete codes has no posterior mean and log-variance")
     mu, logvar, sizes = posterior(model, to_unit(split.images), batch_size, precision)
     rows = None if split.rows is None else split.rows.cpu().numpy()
     return Encoding(mu.cpu().numpy(), logvar.cpu().numpy(), sizes, label_names(split), rows)

@@ -17,9 +17,11 @@ import torch
 from tqdm import tqdm
 
 from vaekit import fid
+from vaekit.codebook import code_counts
 from vaekit.config import EvalConfig
 from vaekit.data import Split, evaluation_images, to_unit
 from vaekit.evaluation import disentanglement, fast_mlp
+from vaekit.evaluation.codes import CODES, per_example
 from vaekit.evaluation.result import (
     FID,
     Disentanglement,
@@ -49,7 +51,8 @@ def elbo_sums(
     labels: torch.Tensor | None = None,
     fast: bool = True,
 ) -> dict[str, torch.Tensor]:
-    """Sums over `images` (uint8, N x C x H x W) of loss, recon and kl, as device scalars.
+    """Sums over `images` (uint8, N x C x H x W) of loss, recon and kl, as device scalars,
+    and for a model with discrete codes their histogram (key `codes.CODES`).
 
     Under dynamic binarisation the images are drawn once from `seed` (see
     `data.evaluation_images`), so the test loss of every epoch sees the same pixels.
@@ -68,13 +71,15 @@ def elbo_sums(
             out = model(x, generator, **model.condition(y))
             for key, value in negative_elbo(x, out, model.likelihood.nll).items():
                 sums[key] += value.sum()
+            if out.codes is not None:
+                counts = code_counts(out.codes.indices, out.codes.size)
+                sums[CODES] = sums[CODES] + counts if CODES in sums else counts
     return sums
 
 
 def elbo(model: VAE, images: torch.Tensor, **kwargs) -> dict[str, float]:
-    """Per-example averages of -ELBO and its two terms over `images`."""
-    sums = elbo_sums(model, images, **kwargs)
-    return {key: value.item() / images.shape[0] for key, value in sums.items()}
+    """Per-example averages of -ELBO and its two terms over `images` (and codebook metrics)."""
+    return per_example(elbo_sums(model, images, **kwargs), images.shape[0])
 
 
 # ----------------------------------------------------------- importance sampling
@@ -154,8 +159,11 @@ def latent_statistics(
             y = None if labels is None else labels[start : start + batch_size]
             zeros = torch.zeros_like(model.noise(batch.shape[0]))
             out = model(batch, noise=zeros, **model.condition(y))
-            means.append(torch.cat([latent.q_mu.float() for latent in out.latents], dim=-1))
-            kls.append(torch.cat([latent_kl_per_dim(lat).float() for lat in out.latents], -1))
+            none = [batch.new_zeros(batch.shape[0], 0)]  # a model with discrete codes only
+            means.append(torch.cat([lat.q_mu.float() for lat in out.latents] or none, dim=-1))
+            kls.append(
+                torch.cat([latent_kl_per_dim(lat).float() for lat in out.latents] or none, -1)
+            )
             sizes = [latent.q_mu.shape[-1] for latent in out.latents]
     return torch.cat(means), torch.cat(kls).mean(dim=0), sizes
 
@@ -166,6 +174,8 @@ def active_units(mu: torch.Tensor, threshold: float = ACTIVE_THRESHOLD) -> tuple
     A unit the decoder ignores has a posterior that matches the prior for every x,
     so its mean does not move with x (Burda et al. 2015, section 5.2).
     """
+    if mu.shape[1] == 0:  # no Gaussian latents (discrete codes only)
+        return 0, mu.new_zeros(0, dtype=torch.float64)
     variance = mu.double().var(dim=0, correction=0)
     return int((variance > threshold).sum()), variance
 
@@ -201,7 +211,7 @@ def evaluate(
     started = time.perf_counter()
     labels = test.labels.to(device)
     sums = elbo_sums(model, images, config.batch_size, config.seed, config.precision, labels=labels)
-    elbo_terms = {key: value.item() / n for key, value in sums.items()}
+    elbo_terms = per_example(sums, n)
     x = to_unit(images)
     mu, kl_per_dim, group_sizes = latent_statistics(
         model, x, config.batch_size, config.precision, labels
@@ -217,8 +227,9 @@ def evaluate(
     fid_result = _fid(classifier, model, grey, config.seed, timing, progress)
     factors = _disentanglement(mu, test, config.seed, timing)
     timing["total_seconds"] = time.perf_counter() - started
-    timing["images_x_k_per_second"] = n * config.k / timing["iwae_seconds"]
-    return EvalResult(
+    k = importance_samples(model, config.k)
+    timing["images_x_k_per_second"] = n * k / timing["iwae_seconds"]
+    result = EvalResult(
         images=n,
         pixels=pixels,
         binarize=binarize,
@@ -228,7 +239,7 @@ def evaluate(
             elbo_terms["recon"],
             elbo_terms["kl"],
         ),
-        iwae=_likelihood(nll, config.k, pixels),
+        iwae=_likelihood(nll, k, pixels),
         latent=_latent_stats(mu, kl_per_dim, group_sizes, count, variance),
         fid=fid_result,
         timing=timing,
@@ -236,6 +247,20 @@ def evaluate(
         device=str(device),
         disentanglement=factors,
     )
+    if CODES in sums:  # discrete codes: the codebook's use, the bound's terms in bits per dim
+        result.extra["codes"] = _code_report(elbo_terms, pixels)
+    return result
+
+
+def _code_report(terms: dict[str, float], pixels: int) -> dict[str, float]:
+    """Codebook metrics, and -log p(x|z_q) and the codes' -log p(z) in bits per dimension:
+    their sum is the -ELBO's bits per dimension (q is a point mass, so it bounds log p(x))."""
+    names = ("perplexity", "code_usage", "codebook_size")
+    return {name: terms[name] for name in names} | {
+        "recon_bits_per_dim": bits_per_dim(terms["recon"], pixels),
+        "prior_bits_per_dim": bits_per_dim(terms["kl"], pixels),
+        "bits_per_dim": bits_per_dim(terms["loss"], pixels),
+    }
 
 
 def _disentanglement(
@@ -294,6 +319,11 @@ def _latent_stats(
     )
 
 
+def importance_samples(model: VAE, k: int) -> int:
+    """k, or 1 where q(z|x) is a point mass (discrete codes): every weight is then the same."""
+    return k if model.gaussian_latents else 1
+
+
 def importance_weighted_estimates(
     model: VAE,
     x: torch.Tensor,
@@ -307,6 +337,7 @@ def importance_weighted_estimates(
     more samples in the same memory, so its figures differ in the last digits."""
     device = x.device
     generator = torch.Generator(device=device).manual_seed(config.seed)
+    k = importance_samples(model, config.k)
     quick = fast and fast_mlp.usable(model, config.precision, device)
     estimate = fast_mlp.importance_weighted_log_px if quick else importance_weighted_log_px
     max_rows = (fast_mlp.rows_for if quick else rows_for)(config.memory_mb, math.prod(x.shape[1:]))
@@ -314,7 +345,7 @@ def importance_weighted_estimates(
     out = []
     bar = tqdm(
         total=x.shape[0],
-        desc=f"log p(x), k={config.k}",
+        desc=f"log p(x), k={k}",
         unit="img",
         leave=False,
         disable=None if progress else True,
@@ -324,11 +355,9 @@ def importance_weighted_estimates(
             batch = x[start : start + batch_size]
             y = None if labels is None else labels[start : start + batch_size]
             if quick:
-                out.append(estimate(model, batch, config.k, generator, max_rows))
+                out.append(estimate(model, batch, k, generator, max_rows))
             else:
-                out.append(
-                    estimate(model, batch, config.k, generator, max_rows, config.precision, y)
-                )
+                out.append(estimate(model, batch, k, generator, max_rows, config.precision, y))
             bar.update(batch.shape[0])
             if not bar.disable:
                 bar.set_postfix(nll=f"{-torch.cat(out).mean().item():.2f}")

@@ -113,6 +113,11 @@ def export_graph(
 def write(source: Path, out: Path, options: ExportOptions) -> list[Path]:
     """encoder.onnx and decoder.onnx of the model in `source`, into the folder `out`."""
     model = api.load(source, "cpu")
+    if not model.gaussian_latents:
+        raise ConfigError(
+            f"model {model.run_config.model.name} has discrete codes, not an encoder to mu and "
+            "logvar: export it as --format folder or safetensors"
+        )
     out.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator().manual_seed(0)
     x = torch.rand((2, *model.image_shape), generator=generator)  # batch 2: 1 would specialise

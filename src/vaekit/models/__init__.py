@@ -5,7 +5,7 @@ from __future__ import annotations
 from vaekit.config import ModelConfig
 from vaekit.config.registry import MODEL
 from vaekit.likelihoods import TableLayout, get_likelihood
-from vaekit.models import conv, hvae, iwae, mlp, resconv  # noqa: F401  (importing registers them)
+from vaekit.models import conv, hvae, iwae, mlp, resconv, vq, vqprior  # noqa: F401  (importing registers them)
 from vaekit.models.base import VAE, Latent, VAEOutput
 from vaekit.models.latent import attach
 from vaekit.models.registry import MODELS, register

@@ -45,11 +45,31 @@ class Latent:
 
 
 @dataclass
+class Codes:
+    """A grid of discrete latents (VQ-VAE): what the objectives need of a quantiser.
+
+    z_e: the encoder's outputs (B, D, h, w); z_q: the codes they were assigned (same
+    shape, no gradient: the codebook follows moving averages); indices (B, h, w) of
+    codes among `size`; `commitment` the weight of ||z_e - z_q||^2; `prior_logits`
+    (B, size, h, w) of a learned p(codes), None for the uniform prior. q is a point
+    mass on the nearest codes, so KL(q || p) = -log p(indices)."""
+
+    z_e: torch.Tensor
+    z_q: torch.Tensor
+    indices: torch.Tensor
+    size: int
+    commitment: float = 0.0
+    prior_logits: torch.Tensor | None = None
+
+
+@dataclass
 class VAEOutput:
-    """One pass: `latents` (top group first) and `params` of p(x|z), (B, [k,] P*C, H, W)."""
+    """One pass: `latents` (top group first) and `params` of p(x|z), (B, [k,] P*C, H, W);
+    `codes`, a model's discrete latents, where it has them."""
 
     latents: list[Latent] = field(default_factory=list)
     params: torch.Tensor | None = None
+    codes: Codes | None = None
 
     @property
     def mu(self) -> torch.Tensor:
@@ -76,6 +96,10 @@ class VAE(nn.Module):
     data_transform = None  # a table model's data.tables.TableTransform (None for images)
     # What the explorer page's latent controls set, in the words the page shows.
     explorer_note = "The map and sliders set z; the image is the mean of p(x|z)."
+    # False for a model whose latents are discrete codes (`VAEOutput.codes`): no posterior
+    # means to encode, plot or explore, and q(z|x) a point mass, so log p(x)'s importance
+    # estimate needs one sample.
+    gaussian_latents = True
 
     def __init__(
         self,
@@ -140,6 +164,10 @@ class VAE(nn.Module):
         last hidden layer, this default is (mu, logvar) side by side."""
         mu, logvar = self.encode(x)
         return mu, logvar, torch.cat([mu, logvar], dim=-1)
+
+    def warm_start(self, state: dict[str, torch.Tensor]) -> None:
+        """Take the weights of the run the config `starts_from` (a second training stage)."""
+        raise ConfigError(f"the {type(self).__name__} model does not start from another run")
 
     def decoder_ops(self) -> list[Op]:
         """`decode` for one code as operations, z (D,) -> p(x|z)'s parameters (P*C, H, W):

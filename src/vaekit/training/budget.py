@@ -75,10 +75,11 @@ def check_training_fits(
     counts a dataset that will be copied there too (a GPU)."""
     total, weights, batch = training_bytes(config, image_shape, n_train, n_test, layout)
     c, h, w = image_shape
+    hidden = getattr(config.model, "hidden_dim", None)  # not every family has dense layers
+    sizes = ("" if hidden is None else f"hidden {hidden}, ") + f"batch {config.train.batch_size}"
     memory.require(
         total + data_bytes,
-        f"{config.data.dataset}: training {config.model.name} on {c}x{h}x{w} images "
-        f"(hidden {config.model.hidden_dim}, batch {config.train.batch_size})",
+        f"{config.data.dataset}: training {config.model.name} on {c}x{h}x{w} images ({sizes})",
         f"at least {memory.human(weights)} for the weights and Adam's state and "
         f"{memory.human(batch)} for a batch; use a smaller --image-size, --batch-size, "
         "--hidden-dim or --latent-dim",

@@ -30,6 +30,7 @@ from vaekit.data import (
 )
 from vaekit.distributed import World, world_from_env
 from vaekit.errors import ConfigError, TrainingDiverged, TrainingInterrupted
+from vaekit.evaluation.codes import per_example
 from vaekit.evaluation.estimate import elbo_sums
 from vaekit.interrupts import stop_on_signals
 from vaekit.runfolder import RunFolder
@@ -39,6 +40,7 @@ from vaekit.training import fast_mlp, keep, messages
 from vaekit.training.budget import check_training_fits
 from vaekit.training.observers import EpochObserver
 from vaekit.training.resume import resume_config
+from vaekit.training.stages import adopt_source
 from vaekit.training.state import COUNTS, TERMS, State, build_state, save_checkpoint
 from vaekit.training.step import kl_weight, learning_rate, train_step
 
@@ -218,6 +220,8 @@ def _starting_point(
         raise ConfigError(
             f"{folder.path} already holds a run; pass --resume {folder.path} or another --out"
         )
+    else:
+        config = adopt_source(config)
     config.validate()
     repeat = resume and ckpt is not None and "threads" not in overrides
     config.train.threads, note = threads.for_run(config.train.threads, repeat)
@@ -378,4 +382,4 @@ def _test_metrics(state: State, test: Split) -> dict[str, float]:
         labels=test.labels,
         fast=cfg.fast_path,
     )
-    return {key: value.item() / len(test) for key, value in sums.items()}
+    return per_example(sums, len(test))

@@ -27,6 +27,7 @@ from vaekit.runtime import (
     seed_everything,
     set_rng_state,
 )
+from vaekit.training.stages import source_weights
 
 TERMS = ("loss", "recon", "kl")
 COUNTS = ("examples", "skipped")
@@ -91,6 +92,8 @@ def build_state(
     seed_everything(config.train.seed)  # before building: same seed, same initial weights
     layout = None if transform is None else transform.layout
     model = build_model(config.model, image_shape, layout).to(device)
+    if resume_from is None and (warm := source_weights(config)) is not None:
+        model.warm_start(warm)  # a second stage: the first run's network, then this one's
     optimizer = make_optimizer(model, config)
     scaler = None
     if needs_grad_scaler(device, config.train.precision):

@@ -7,7 +7,7 @@ imports it below.
 
 # isort: off
 # Declaration order is the order in which choice lists and help name the families.
-from vaekit.config.families import mlp, conv, hvae, iwae
+from vaekit.config.families import mlp, conv, hvae, iwae, vq
 
 # isort: on
 from vaekit.config.families.base import (
@@ -25,6 +25,7 @@ from vaekit.config.families.conv import ConvConfig, ResConvConfig
 from vaekit.config.families.hvae import HVAEConfig
 from vaekit.config.families.iwae import IWAE1LConfig, IWAE2LConfig
 from vaekit.config.families.mlp import MLPConfig
+from vaekit.config.families.vq import VQConfig, VQPriorConfig
 
 DEFAULT_FAMILY = MLPConfig.name  # the seed notebook's model
 
@@ -37,6 +38,8 @@ __all__ = [
     "MLPConfig",
     "ModelConfig",
     "ResConvConfig",
+    "VQConfig",
+    "VQPriorConfig",
     "build_model_config",
     "conv",
     "family_class",
@@ -49,4 +52,5 @@ __all__ = [
     "model_family",
     "model_fields",
     "not_applicable",
+    "vq",
 ]

@@ -8,7 +8,7 @@ the network registry (`vaekit.models.register`) all read.
 from __future__ import annotations
 
 from dataclasses import Field, dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
 
 from vaekit.config.fields import build_section, check_values, coerce, opt
 from vaekit.config.registry import LIKELIHOOD, MODEL
@@ -29,6 +29,9 @@ def family_name(name: str) -> Any:
 @dataclass
 class ModelConfig:
     """The fields every model family has; each family's subclass adds its own."""
+
+    # The objectives (`registry.OBJECTIVE`) this family's outputs can be scored by.
+    objectives: ClassVar[tuple[str, ...]] = ("elbo", "iwae")
 
     name: str = family_name("")
     likelihood: str = opt(
@@ -56,6 +59,10 @@ class ModelConfig:
                 f"build it with model_config({self.name!r}, ...)"
             )
         check_values(self)
+
+    def starts_from(self) -> str | None:
+        """A run whose weights the network takes before training (a second stage), or None."""
+        return None
 
 
 def model_family(cls: type[ModelConfig]) -> type[ModelConfig]:
