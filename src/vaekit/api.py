@@ -57,13 +57,21 @@ def load_pretrained(name: str, device: str = "auto") -> VAE:
     return load(pretrained.path(name), device)
 
 
-def write_run_pictures(model: VAE, test_images: torch.Tensor, run_dir: Path, seed: int) -> None:
-    """samples.png: 64 prior draws, 8x8 as in the seed; reconstructions.png: 32 test images."""
+def write_run_pictures(
+    model: VAE,
+    test_images: torch.Tensor,
+    run_dir: Path,
+    seed: int,
+    test_labels: torch.Tensor | None = None,
+) -> None:
+    """samples.png: 64 prior draws, 8x8 as in the seed (a conditional model: one row of 8
+    per class); reconstructions.png: 32 test images (given their labels)."""
     folder = RunFolder(run_dir)
-    samples = pictures.grid(pictures.sample(model, 64, seed))
-    pictures.save_png(samples, folder.file(runfolder.SAMPLES), scale=2)
+    samples = class_samples(model, 8, seed) if model.classes else pictures.sample(model, 64, seed)
+    pictures.save_png(pictures.grid(samples), folder.file(runfolder.SAMPLES), scale=2)
     originals = to_unit(test_images[:32])
-    recon = pictures.reconstruction_grid(model, originals)
+    labels = None if test_labels is None else test_labels[:32]
+    recon = pictures.reconstruction_grid(model, originals, labels=labels)
     pictures.save_png(recon, folder.file(runfolder.RECONSTRUCTIONS), scale=2)
 
 
@@ -139,7 +147,7 @@ def finish_run(run_dir: Path) -> None:
     if run.train.pictures and test.is_vectors:  # a table's samples are rows, not pictures
         write_samples(model, 64, run.train.seed, RunFolder(run_dir).file(runfolder.SAMPLES_CSV))
     elif run.train.pictures:
-        write_run_pictures(model, test.images, run_dir, run.train.seed)
+        write_run_pictures(model, test.images, run_dir, run.train.seed, test.labels)
     if run.train.plots:
         from vaekit import plots  # matplotlib is slow to import: only runs that draw pay
 
@@ -169,23 +177,40 @@ def decode(model: VAE | str | Path, z: inputs.ArrayLike) -> torch.Tensor:
         return model.likelihood.mean(model.decode(z).float())
 
 
+def class_samples(model: VAE | str | Path, per_class: int = 8, seed: int = 0) -> torch.Tensor:
+    """A conditional model's prior samples, `per_class` of each class in label order (one
+    row per class when tiled `per_class` wide): (classes * per_class, C, H, W) in [0, 1]."""
+    return pictures.class_rows(_model(model), per_class, seed)
+
+
 def sample_gmm(
     model: VAE | str | Path,
     n: int,
     seed: int = 0,
     components: int = 10,
     data_dir: str | Path | None = None,
+    label: int | None = None,
 ) -> torch.Tensor:
     """n images decoded from a Gaussian mixture fitted to the posterior means of the
-    run's training images (`vaekit.gmm`) instead of the prior: (n, C, H, W) in [0, 1]."""
+    run's training images (`vaekit.gmm`) instead of the prior: (n, C, H, W) in [0, 1].
+    A conditional model needs `label`: the mixture is fitted to that class's posterior
+    means (given the label) and decoded with it."""
     model = _model(model)
+    if bool(model.classes) != (label is not None):
+        need = "needs --label" if model.classes else "takes no --label (not conditional)"
+        raise ConfigError(f"the gmm sampler for this model {need}")
     device = next(model.parameters()).device
     train = load_data(model.run_config.data, "train", data_dir).to(device)
-    mu, _ = evaluation.posterior_parameters(model, to_unit(train.images))
+    images, labels = to_unit(train.images), train.labels
+    if label is not None:
+        images, labels = images[labels == label], labels[labels == label]
+    mu, _ = evaluation.posterior_parameters(model, images, labels=labels)
     mixture = gmm.fit_gmm(mu, components, seed=seed)
     generator = torch.Generator(device=device).manual_seed(seed)
     z = mixture.sample(n, generator).to(mu.dtype)
-    return decode(model, z)
+    y = None if label is None else torch.full((n,), label, device=device)
+    with inference(model):
+        return model.likelihood.mean(model.decode(z, **model.condition(y)).float())
 
 
 def _model(model: VAE | str | Path) -> VAE:
@@ -250,10 +275,31 @@ def evaluate_model(
         model, test, config, binarize, classifier, progress, grey.subset(config.limit).images
     )
     result.checkpoint, result.dataset, result.torch = source, run.data.dataset, torch.__version__
+    if classifier is not None and config.gmm_components:
+        result.extra["fid_gmm"] = _gmm_fid(model, classifier, grey.images, config, data_dir)
     if model.classes:  # a conditional VAE scores each image given its label
         result.extra["conditional"] = "-ELBO and -log p(x) are of x given its label: p(x | y)"
     _store(result, source, output)
     return result
+
+
+def _gmm_fid(
+    model: VAE,
+    classifier: fid.Classifier,
+    grey: torch.Tensor,
+    config: EvalConfig,
+    data_dir: str | Path | None,
+) -> dict[str, Any]:
+    """FID of as many GMM-sampler images as test images (the prior's FID has the same
+    count and reference), so the two sit side by side in eval.json."""
+    if model.classes:
+        return {"skipped": "a conditional model's gmm sampler is per label (sample --label)"}
+    mark = time.perf_counter()
+    n, components = grey.shape[0], config.gmm_components
+    images = sample_gmm(model, n, config.seed, components, data_dir)
+    value = fid.fid(classifier.net, images, to_unit(grey).to(images.device))
+    seconds = time.perf_counter() - mark
+    return {"value": value, "components": components, "generated": n, "seconds": seconds}
 
 
 def _store(result: EvalResult, source: str | None, output: str | Path | None) -> None:

@@ -52,25 +52,31 @@ class IWAE1L(VAE):
         self, config: IWAE1LConfig, image_shape: tuple[int, int, int], likelihood: Likelihood
     ) -> None:
         super().__init__(image_shape, config.latent_dim, likelihood)
-        self.encoder = GaussianLayer(math.prod(image_shape), config.hidden_dim, config.latent_dim)
+        self.classes = config.labels if config.condition == "label" else 0
+        pixels, hidden = math.prod(image_shape), config.hidden_dim
+        self.encoder = GaussianLayer(pixels + self.classes, hidden, config.latent_dim)
         self.decoder = nn.Sequential(
-            *tanh_mlp([config.latent_dim, config.hidden_dim, config.hidden_dim]),
+            *tanh_mlp([config.latent_dim + self.classes, hidden, hidden]),
             nn.Linear(config.hidden_dim, math.prod(self.output_shape)),
         )
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.encoder(x.flatten(1))
+    def encode(
+        self, x: torch.Tensor, y: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encoder(self.with_label(x.flatten(1), y))
 
     @property
     def context_dim(self) -> int:
         return self.encoder.mu.in_features
 
-    def encode_context(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        h = self.encoder.body(x.flatten(1))
+    def encode_context(
+        self, x: torch.Tensor, y: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        h = self.encoder.body(self.with_label(x.flatten(1), y))
         return self.encoder.mu(h), self.encoder.logvar(h), h
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z).view(-1, *self.output_shape)
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.decoder(self.with_label(z, y)).view(-1, *self.output_shape)
 
     def decoder_ops(self) -> list[Op]:
         return [*module_ops(self.decoder), reshape(self.output_shape)]
