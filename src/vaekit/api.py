@@ -191,8 +191,10 @@ def sample_gmm(
     data_dir: str | Path | None = None,
     label: int | None = None,
 ) -> torch.Tensor:
-    """n images decoded from a Gaussian mixture fitted to the posterior means of the
-    run's training images (`vaekit.gmm`) instead of the prior: (n, C, H, W) in [0, 1].
+    """n images generated from a Gaussian mixture fitted to the posterior means of the
+    run's training images (`vaekit.gmm`) instead of the prior: (n, C, H, W) in [0, 1]. For
+    a hierarchical model the mixture is of the top group's means; the groups below are
+    drawn from their priors given it (`generate_from`), as the prior's samples are.
     A conditional model needs `label`: the mixture is fitted to that class's posterior
     means (given the label) and decoded with it."""
     model = _model(model)
@@ -210,7 +212,8 @@ def sample_gmm(
     z = mixture.sample(n, generator).to(mu.dtype)
     y = None if label is None else torch.full((n,), label, device=device)
     with inference(model):
-        return model.likelihood.mean(model.decode(z, **model.condition(y)).float())
+        params = model.generate_from(z, generator, **model.condition(y))
+        return model.likelihood.mean(params.float())
 
 
 def _model(model: VAE | str | Path) -> VAE:
@@ -277,6 +280,8 @@ def evaluate_model(
     result.checkpoint, result.dataset, result.torch = source, run.data.dataset, torch.__version__
     if classifier is not None and config.gmm_components:
         result.extra["fid_gmm"] = _gmm_fid(model, classifier, grey.images, config, data_dir)
+    if classifier is not None and model.classes:  # does it draw the digit asked for?
+        result.extra["label_accuracy"] = fid.label_accuracy(classifier, model, 1000, config.seed)
     if model.classes:  # a conditional VAE scores each image given its label
         result.extra["conditional"] = "-ELBO and -log p(x) are of x given its label: p(x | y)"
     _store(result, source, output)

@@ -128,6 +128,12 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if "value" in result.extra.get("fid_gmm", {}):
         gmm = result.extra["fid_gmm"]
         print(f"FID of the gmm sampler ({gmm['components']} components): {gmm['value']:.3f}")
+    if "label_accuracy" in result.extra:
+        read = result.extra["label_accuracy"]
+        print(
+            f"Samples read as the asked label by the {read['classifier']} classifier: "
+            f"{100 * read['accuracy']:.2f} % ({read['samples_per_label']} per label)"
+        )
     if "conditional" in result.extra:
         print(f"A conditional model: {result.extra['conditional']}")
     print(f"Wrote {result.extra['written']}")

@@ -264,6 +264,17 @@ class VAE(nn.Module):
             y = torch.randint(self.classes, (n,), generator=generator, device=z.device)
         return self.decode(z, *self._label(y))
 
+    def generate_from(
+        self,
+        z: torch.Tensor,
+        generator: torch.Generator | None = None,
+        y: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Parameters of p(x|z) for given top-group codes z (n, D), any lower groups drawn
+        from their priors as `generate` draws them: how a sampler other than the prior
+        (`vaekit.gmm`) generates. One group: `decode`."""
+        return self.decode(z, *self._label(y))
+
     def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Parameters of p(x|z) at the posterior mean: the model's best reconstruction."""
         mu, _ = self.encode(x, *self._label(y))

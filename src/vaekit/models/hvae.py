@@ -188,8 +188,19 @@ class HierarchicalVAE(VAE):
     ) -> torch.Tensor:
         """Ancestral sampling: each group drawn from its prior given the groups above (the
         top one from N(0, I) or the VampPrior); labels y (n,) uniform when not given."""
-        noise = self.noise(n, generator=generator)
         top = None if self.prior is None else self.prior.sample(n, self.encode, generator)
+        return self.generate_from(top, generator, y, n)
+
+    def generate_from(
+        self,
+        top: torch.Tensor | None,
+        generator: torch.Generator | None = None,
+        y: torch.Tensor | None = None,
+        n: int | None = None,
+    ) -> torch.Tensor:
+        """Ancestral sampling below a given top group (None: from N(0, I), n draws)."""
+        n = top.shape[0] if top is not None else n
+        noise = self.noise(n, generator=generator)
         if self.classes and y is None:
             y = torch.randint(self.classes, (n,), generator=generator, device=noise.device)
 

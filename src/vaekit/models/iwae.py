@@ -156,8 +156,13 @@ class IWAE2L(VAE):
 
     def generate(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Ancestral sampling: z2 ~ N(0, I), z1 ~ p(z1|z2), then p(x|z1)'s parameters."""
-        z2 = self.prior_sample(n, generator)
-        mu1, logvar1 = self.p_z1(z2)
+        return self.generate_from(self.prior_sample(n, generator), generator)
+
+    def generate_from(
+        self, z: torch.Tensor, generator: torch.Generator | None = None, y: None = None
+    ) -> torch.Tensor:
+        """z2 given, z1 ~ p(z1|z2), then p(x|z1)'s parameters."""
+        mu1, logvar1 = self.p_z1(z)
         eps = torch.randn(mu1.shape, generator=generator, device=mu1.device, dtype=mu1.dtype)
         return self.p_x(self.reparameterize(mu1, logvar1, noise=eps)).view(-1, *self.output_shape)
 
