@@ -234,8 +234,9 @@ def test_model_flags_are_the_union_and_say_which_families_they_apply_to():
         "--sigma",
         *("--prior", "--pseudo-inputs", "--flow", "--flow-steps", "--condition", "--labels"),
     }
-    assert flags["--condition"].families == ("mlp",)
-    assert flags["--prior"].families == ("mlp", "conv", "resconv", "iwae-1l")
+    assert flags["--condition"].families == ("mlp", "conv", "resconv", "hvae", "iwae-1l")
+    assert flags["--prior"].families == ("mlp", "conv", "resconv", "hvae", "iwae-1l")
+    assert flags["--flow"].families == ("mlp", "conv", "resconv", "iwae-1l")
     assert flags["--flow"].choices == registry.FLOW.names()
     assert flags["--groups"].families == ("hvae",)
     assert flags["--groups"].help.startswith("hvae: ")
