@@ -339,14 +339,15 @@ def test_apply_overrides_unknown_section():
 
 def test_each_family_saves_only_its_own_fields():
     common = {"name", "likelihood", "sigma", "latent_dim", "hidden_dim"}
-    one_group = common | {"prior", "pseudo_inputs", "flow", "flow_steps"}
+    prior = common | {"condition", "labels", "prior", "pseudo_inputs"}
+    one_group = prior | {"flow", "flow_steps"}
     vq = {"name", "likelihood", "sigma", "channels", "codebook_size", "code_dim", "commitment"}
     vq |= {"ema_decay", "dead_code_threshold"}
     expected = {
-        "mlp": one_group | {"condition", "labels"},
+        "mlp": one_group,
         "conv": one_group | {"channels"},
         "resconv": one_group | {"channels"},
-        "hvae": common | {"groups"},
+        "hvae": prior | {"groups"},
         "iwae-1l": one_group,
         "iwae-2l": common,
         "vq": vq,

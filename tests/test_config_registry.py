@@ -237,8 +237,9 @@ def test_model_flags_are_the_union_and_say_which_families_they_apply_to():
         *("--dead-code-threshold", "--codes-from", "--prior-width", "--prior-layers"),
         "--prior-heads",
     }
-    assert flags["--condition"].families == ("mlp",)
-    assert flags["--prior"].families == ("mlp", "conv", "resconv", "iwae-1l")
+    assert flags["--condition"].families == ("mlp", "conv", "resconv", "hvae", "iwae-1l")
+    assert flags["--prior"].families == ("mlp", "conv", "resconv", "hvae", "iwae-1l")
+    assert flags["--flow"].families == ("mlp", "conv", "resconv", "iwae-1l")
     assert flags["--flow"].choices == registry.FLOW.names()
     assert flags["--groups"].families == ("hvae",)
     assert flags["--groups"].help.startswith("hvae: ")

@@ -147,12 +147,17 @@ def _torch_pixels(model, z: list[list[float]]) -> np.ndarray:
 # ------------------------------------------------------------------ without a browser
 
 
-def _run_ops(ops: list[dict], tensors: dict[str, np.ndarray], z: np.ndarray) -> np.ndarray:
-    """A float64 NumPy reading of the exported operations, written apart from PyTorch."""
+def _run_ops(
+    ops: list[dict], tensors: dict[str, np.ndarray], z: np.ndarray, label: int = 0
+) -> np.ndarray:
+    """A float64 NumPy reading of the exported operations, written apart from PyTorch;
+    `label`: the class a conditional decoder's "label" op appends, one-hot."""
     x = z.astype(np.float32).astype(np.float64)
     kept = []
     for op in ops:
-        if op["op"] == "linear":
+        if op["op"] == "label":
+            x = np.concatenate([x, np.eye(op["classes"])[label]])
+        elif op["op"] == "linear":
             x = tensors[op["weight"]] @ x + tensors[op["bias"]]
         elif op["op"] == "relu":
             x = np.maximum(x, 0)
@@ -208,15 +213,19 @@ def _run_ops(ops: list[dict], tensors: dict[str, np.ndarray], z: np.ndarray) -> 
     return x.ravel()
 
 
-def _assert_operations_are_the_decoder(model: VAE) -> None:
-    """The exported list, run by _run_ops, gives vaekit.decode's images (the mean included)."""
-    packed = json.loads(json.dumps(explore.pack_decoder(model)))  # what the page receives
+def _unpack(packed: dict) -> dict[str, np.ndarray]:
     weights = np.frombuffer(base64.b64decode(packed["weights"]), dtype="<f4")
-    tensors = {
+    assert len(weights) == sum(int(np.prod(t["shape"])) for t in packed["tensors"].values())
+    return {
         key: weights[t["offset"] : t["offset"] + int(np.prod(t["shape"]))].reshape(t["shape"])
         for key, t in packed["tensors"].items()
     }
-    assert len(weights) == sum(int(np.prod(t["shape"])) for t in packed["tensors"].values())
+
+
+def _assert_operations_are_the_decoder(model: VAE) -> None:
+    """The exported list, run by _run_ops, gives vaekit.decode's images (the mean included)."""
+    packed = json.loads(json.dumps(explore.pack_decoder(model)))  # what the page receives
+    tensors = _unpack(packed)
     codes = _codes(model.latent_dim)
     expected = _torch_pixels(model, codes)
     assert expected.shape[1] == int(np.prod(model.image_shape))
@@ -236,6 +245,64 @@ def test_every_model_and_likelihood_describes_its_decoder(tiny, case):
     if model.likelihood.name == "continuous-bernoulli":  # both branches of its mean
         logits = model.decode(torch.tensor(_codes(3))).abs()
         assert (logits < 0.5).any() and (logits > 0.5).any()
+
+
+def _conditional(name: str) -> VAE:
+    """An untrained conditional `name` model, weights scaled up as the TINY ones are."""
+    sizes = dict(latent_dim=3, hidden_dim=16, channels=4, groups=2)
+    own = family_fields(name)
+    config = model_config(name, condition="label", **{k: v for k, v in sizes.items() if k in own})
+    torch.manual_seed(0)
+    model = build_model(config, (1, 28, 28)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3) if p.dim() > 1 else p.normal_(0, 0.5)
+    return model
+
+
+CONDITIONAL = ["mlp", "conv", "resconv", "iwae-1l", "hvae"]
+
+
+@pytest.mark.parametrize("name", CONDITIONAL)
+def test_a_conditional_decoder_takes_the_pages_label(name):
+    """The "label" op appends the picked class: each label gives decode(z, label)."""
+    model = _conditional(name)
+    packed = json.loads(json.dumps(explore.pack_decoder(model)))
+    assert packed["ops"][0] == {"op": "label", "classes": 10}
+    tensors, codes = _unpack(packed), _codes(model.latent_dim)
+    for label in (0, 4, 9):
+        y = torch.full((len(codes),), label)
+        with torch.no_grad():
+            want = torch.sigmoid(model.decode(torch.tensor(codes), y)).flatten(1).numpy()
+        for z, pixels in zip(codes, want, strict=True):
+            got = _run_ops(packed["ops"], tensors, np.array(z), label)
+            np.testing.assert_allclose(got, pixels, atol=1e-5)
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs Node.js to run ops.js")
+def test_ops_js_decodes_each_label_of_a_conditional_model(tmp_path):
+    """explorer/ops.js itself (in Node, without a browser): setLabel picks the class."""
+    model = _conditional("hvae")
+    codes = _codes(model.latent_dim)
+    (tmp_path / "spec.json").write_text(json.dumps(explore.pack_decoder(model)))
+    ops_js = Path(explore.__file__).parent / "explorer" / "ops.js"
+    script = (
+        "globalThis.window = globalThis; require(process.argv[1]);"
+        "const spec = JSON.parse(require('fs').readFileSync(process.argv[2]));"
+        "const decode = window.VAEKIT_OPS.makeDecoder(spec, 3);"
+        "const codes = JSON.parse(process.argv[3]); const out = { classes: decode.classes };"
+        "for (const label of [0, 7]) {"
+        "  decode.setLabel(label); out[label] = codes.map((z) => Array.from(decode(z))); }"
+        "console.log(JSON.stringify(out));"
+    )
+    argv = ["node", "-e", script, str(ops_js), str(tmp_path / "spec.json"), json.dumps(codes)]
+    got = json.loads(subprocess.run(argv, capture_output=True, check=True, text=True).stdout)
+    assert got["classes"] == 10
+    for label in (0, 7):
+        with torch.no_grad():
+            y = torch.full((len(codes),), label)
+            want = torch.sigmoid(model.decode(torch.tensor(codes), y)).flatten(1).numpy()
+        np.testing.assert_allclose(np.array(got[str(label)]), want, atol=1e-4)
 
 
 def test_the_shipped_hvae_describes_its_decoder():

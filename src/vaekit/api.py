@@ -12,16 +12,15 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from vaekit import checkpoint, fid, gmm, inputs, pictures, pretrained, runfolder, tracking
+from vaekit import checkpoint, fid, inputs, pictures, pretrained, runfolder, sampling, tracking
 from vaekit.config import EvalConfig, RunConfig
-from vaekit.data import Split, TableTransform, evaluation_images, load_data, to_unit
+from vaekit.data import Split, TableTransform, evaluation_images, load_data
 from vaekit.distributed import world_from_env
 from vaekit.errors import ConfigError, DataError
 from vaekit.evaluation import estimate as evaluation
 from vaekit.evaluation.encoded import Encoding, encode_split
 from vaekit.evaluation.result import EvalResult
 from vaekit.evaluation.scores import Scores, anomaly_picture, score_split
-from vaekit.files import write_csv
 from vaekit.models import VAE, build_model
 from vaekit.runfolder import RunFolder
 from vaekit.runlock import RunLock
@@ -136,8 +135,7 @@ def finish_run(run_dir: Path, progress: bool = True) -> None:
         if run.train.pictures and test.is_vectors:  # a table's samples are rows, not pictures
             write_samples(model, 64, run.train.seed, folder.file(runfolder.SAMPLES_CSV))
         elif run.train.pictures:
-            files = folder.file(runfolder.SAMPLES), folder.file(runfolder.RECONSTRUCTIONS)
-            pictures.write_run_pictures(model, test.images, *files, run.train.seed)
+            sampling.write_run_pictures(model, test.images, run_dir, run.train.seed, test.labels)
         bar.update()
         bar.set_postfix_str("latent plots and report.html")
         if run.train.plots and model.gaussian_latents:  # the latent plots need posterior means
@@ -148,10 +146,13 @@ def finish_run(run_dir: Path, progress: bool = True) -> None:
         bar.update()
 
 
-def encode(model: VAE | str | Path, x: inputs.ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
+def encode(
+    model: VAE | str | Path, x: inputs.ArrayLike, labels: inputs.ArrayLike | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Posterior mean and log-variance, each (B, D), for images x: (B, C, H, W) or one
     (C, H, W), float in [0, 1] or uint8, as a tensor or array (for a table model: its
-    encoded vectors, (B, width)). `model` may be a run path."""
+    encoded vectors, (B, width)). `model` may be a run path; a conditional model's
+    `labels` (B,) are required."""
     model = _model(model)
     device = next(model.parameters()).device
     if model.data_transform is not None:
@@ -159,16 +160,26 @@ def encode(model: VAE | str | Path, x: inputs.ArrayLike) -> tuple[torch.Tensor, 
     else:
         x = inputs.images(x, model.image_shape, device)
     with inference(model):
-        return model.encode(x)
+        return model.encode(x, **sampling.label_keyword(model, labels, x.shape[0]))
 
 
-def decode(model: VAE | str | Path, z: inputs.ArrayLike) -> torch.Tensor:
+def decode(
+    model: VAE | str | Path, z: inputs.ArrayLike, labels: inputs.ArrayLike | None = None
+) -> torch.Tensor:
     """Images in [0, 1] (the likelihood's means) for latent codes z, (B, D) or one (D,).
-    For hierarchical models z is the top group; the lower ones sit at their prior means."""
+    For hierarchical models z is the top group; the lower ones sit at their prior means.
+    A conditional model's `labels` (B,) are required."""
     model = _model(model)
     z = inputs.codes(z, model.latent_dim, next(model.parameters()).device)
+    keyword = sampling.label_keyword(model, labels, z.shape[0])
     with inference(model):
-        return model.likelihood.mean(model.decode(z).float())
+        return model.likelihood.mean(model.decode(z, **keyword).float())
+
+
+def class_samples(model: VAE | str | Path, per_class: int = 8, seed: int = 0) -> torch.Tensor:
+    """A conditional model's prior samples, `per_class` of each class in label order (one
+    row per class when tiled `per_class` wide): (classes * per_class, C, H, W) in [0, 1]."""
+    return sampling.class_samples(_model(model), per_class, seed)
 
 
 def sample_gmm(
@@ -177,17 +188,25 @@ def sample_gmm(
     seed: int = 0,
     components: int = 10,
     data_dir: str | Path | None = None,
+    label: int | None = None,
 ) -> torch.Tensor:
-    """n images decoded from a Gaussian mixture fitted to the posterior means of the
-    run's training images (`vaekit.gmm`) instead of the prior: (n, C, H, W) in [0, 1]."""
-    model = _model(model)
-    device = next(model.parameters()).device
-    train = load_data(model.run_config.data, "train", data_dir).to(device)
-    mu, _ = evaluation.posterior_parameters(model, to_unit(train.images))
-    mixture = gmm.fit_gmm(mu, components, seed=seed)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    z = mixture.sample(n, generator).to(mu.dtype)
-    return decode(model, z)
+    """n images from the GMM sampler: a Gaussian mixture fitted to the training images'
+    posterior means (a conditional model: that `label`'s), see `sampling.sample_gmm`."""
+    return sampling.sample_gmm(_model(model), n, seed, components, data_dir, label)
+
+
+def sample_rows(model: VAE | str | Path, n: int = 64, seed: int = 0) -> dict[str, list]:
+    """n rows drawn from a table model, x ~ p(x|z) with z ~ p(z), in the table's original
+    units and categories: {column: values}, in the file's column order."""
+    return sampling.sample_rows(_model(model), n, seed)
+
+
+def write_samples(
+    model: VAE | str | Path, n: int = 64, seed: int = 0, output: str | Path | None = None
+) -> Path:
+    """n prior samples into a file: a PNG grid for images (default samples.png), CSV rows
+    in the original units for a table model (default samples.csv)."""
+    return sampling.write_samples(_model(model), n, seed, output)
 
 
 def _model(model: VAE | str | Path) -> VAE:
@@ -252,6 +271,12 @@ def evaluate_model(
         model, test, config, binarize, classifier, progress, grey.subset(config.limit).images
     )
     result.checkpoint, result.dataset, result.torch = source, run.data.dataset, torch.__version__
+    if classifier is not None and config.gmm_components:
+        result.extra["fid_gmm"] = sampling.gmm_fid(
+            model, classifier, grey.images, config.gmm_components, config.seed, data_dir
+        )
+    if classifier is not None and model.classes:  # does it draw the digit asked for?
+        result.extra["label_accuracy"] = fid.label_accuracy(classifier, model, 1000, config.seed)
     if model.classes:  # a conditional VAE scores each image given its label
         result.extra["conditional"] = "-ELBO and -log p(x) are of x given its label: p(x | y)"
     _store(result, source, output)
@@ -289,36 +314,6 @@ def plot(
     run = model.run_config
     test = _test_split(model, data_dir, run.data.binarize)
     return plots.plot_run(model, test, run_dir, run.train.seed, run.data.binarize, run.data.dataset)
-
-
-def sample_rows(model: VAE | str | Path, n: int = 64, seed: int = 0) -> dict[str, list]:
-    """n rows drawn from a table model, x ~ p(x|z) with z ~ p(z), in the table's original
-    units and categories: {column: values}, in the file's column order."""
-    model = _model(model)
-    if model.data_transform is None:
-        raise ConfigError("sample_rows is for models of tables; use vaekit.sample for images")
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    with inference(model):
-        x = model.likelihood.sample(model.generate(n, generator).float(), generator)
-    return model.data_transform.decode(x.reshape(n, -1).cpu().numpy())
-
-
-def write_samples(
-    model: VAE | str | Path, n: int = 64, seed: int = 0, output: str | Path | None = None
-) -> Path:
-    """n prior samples into a file: a PNG grid for images (default samples.png), CSV rows
-    in the original units for a table model (default samples.csv)."""
-    model = _model(model)
-    table = model.data_transform is not None
-    suffix = ".csv" if table else ".png"
-    output = Path(output or f"samples{suffix}")
-    if output.suffix.lower() != suffix:
-        kind = "table model's samples are rows" if table else "image model's samples are a picture"
-        raise ConfigError(f"-o {output}: a {kind}; write them to a {suffix} file")
-    if table:
-        return write_csv(output, sample_rows(model, n, seed))
-    return pictures.save_png(pictures.grid(pictures.sample(model, n, seed)), output, scale=2)
 
 
 def _examples(

@@ -176,6 +176,25 @@ def fid_report(
     }
 
 
+def label_accuracy(
+    classifier: Classifier, model: VAE, per_class: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """How often the classifier reads a conditional model's samples as the label asked
+    for: `per_class` prior samples of each label (chance: 1 / classes)."""
+    images = pictures.class_rows(model, per_class, seed)
+    asked = torch.arange(model.classes).repeat_interleave(per_class)
+    with torch.no_grad():
+        read = torch.cat([classifier.net(chunk).argmax(1).cpu() for chunk in images.split(1000)])
+    hits = (read == asked).float()
+    per_label = hits.view(model.classes, per_class).mean(1)
+    return {
+        "accuracy": hits.mean().item(),
+        "per_label": [round(v, 4) for v in per_label.tolist()],
+        "samples_per_label": per_class,
+        "classifier": classifier.name,
+    }
+
+
 # ------------------------------------------------------------------ the classifier
 
 

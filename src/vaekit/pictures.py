@@ -60,30 +60,36 @@ def sample(model: VAE, n: int = 64, seed: int = 0, label: int | None = None) -> 
         return model.likelihood.mean(model.generate(n, generator, **model.condition(y)).float())
 
 
-def reconstruct(model: VAE, x: torch.Tensor) -> torch.Tensor:
-    """Decode each image's posterior mean: the model's best reconstruction of x in [0, 1]."""
+def class_rows(model: VAE, per_class: int = 8, seed: int = 0) -> torch.Tensor:
+    """A conditional model's samples class by class, `per_class` of each (label 0's
+    first): tiled `per_class` to a row, one row per class. (classes * per_class, C, H, W)."""
+    if not model.classes:
+        raise ConfigError("one row per class needs a conditional model (--condition label)")
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    y = torch.arange(model.classes, device=device).repeat_interleave(per_class)
     with inference(model):
-        return model.likelihood.mean(model.reconstruct(x).float())
+        return model.likelihood.mean(model.generate(len(y), generator, y=y).float())
 
 
-def reconstruction_grid(model: VAE, x: torch.Tensor, per_row: int = 8) -> np.ndarray:
+def reconstruct(model: VAE, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """Decode each image's posterior mean: the model's best reconstruction of x in [0, 1]
+    (a conditional model's given each image's label)."""
+    labels = None if labels is None else labels.to(x.device)
+    with inference(model):
+        return model.likelihood.mean(model.reconstruct(x, **model.condition(labels)).float())
+
+
+def reconstruction_grid(
+    model: VAE, x: torch.Tensor, per_row: int = 8, labels: torch.Tensor | None = None
+) -> np.ndarray:
     """Rows of originals, each directly above a row of their reconstructions."""
     x = x.float()
-    recon = reconstruct(model, x).to(x.device)
+    recon = reconstruct(model, x, labels).to(x.device)
     rows = []
     for start in range(0, x.shape[0], per_row):
         rows += [x[start : start + per_row], recon[start : start + per_row]]
     return grid(torch.cat(rows), nrow=per_row)
-
-
-def write_run_pictures(
-    model: VAE, test_images: torch.Tensor, samples_png: Path, reconstructions_png: Path, seed: int
-) -> None:
-    """A run's samples (64 prior draws, 8x8 as in the seed) and the reconstructions of
-    its first 32 test images (uint8 or float in [0, 1])."""
-    save_png(grid(sample(model, 64, seed)), samples_png, scale=2)
-    recon = reconstruction_grid(model, to_unit(test_images[:32]))
-    save_png(recon, reconstructions_png, scale=2)
 
 
 def traversal(

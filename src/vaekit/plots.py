@@ -266,7 +266,7 @@ def plot_run(
     run_dir = Path(run_dir)
     device = next(model.parameters()).device
     x = to_unit(evaluation_images(test.images, binarize, seed)).to(device)
-    mu, _ = posterior_parameters(model, x)
+    mu, _ = posterior_parameters(model, x, labels=test.labels)
     names = list(test.names or class_names(dataset))
     scatter = latent_scatter(mu, test.labels, run_dir / LATENT_SCATTER, names)
     if test.is_vectors:  # decodes drawn as pictures need images: a table gets the scatter

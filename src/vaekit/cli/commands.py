@@ -82,17 +82,20 @@ def _positive(n: int, what: str) -> int:
 def cmd_sample(args: argparse.Namespace) -> None:
     model = api.load(_model_source(args), args.device)
     n = _positive(args.n, "-n")
+    per_row = 8
     if args.sampler == "gmm":
-        if args.label is not None:
-            raise ConfigError("--label goes with the prior sampler, not --sampler gmm")
         components = _positive(args.components, "--components")
-        images = api.sample_gmm(model, n, args.seed, components, args.data_dir)
+        images = api.sample_gmm(model, n, args.seed, components, args.data_dir, args.label)
     elif args.label is not None:
         images = pictures.sample(model, n, args.seed, args.label)
+    elif model.classes:  # a conditional model: one row per class
+        per_row = max(1, n // model.classes)
+        images = api.class_samples(model, per_row, args.seed)
+        print(f"One row per class (labels 0 .. {model.classes - 1}), {per_row} samples each")
     else:  # images as a PNG grid, or a table's rows as CSV
         print(f"Wrote {api.write_samples(model, n, args.seed, args.output)}")
         return
-    print(f"Wrote {pictures.save_png(pictures.grid(images), args.output, scale=2)}")
+    print(f"Wrote {pictures.save_png(pictures.grid(images, per_row), args.output, scale=2)}")
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> None:
@@ -101,10 +104,10 @@ def cmd_reconstruct(args: argparse.Namespace) -> None:
         raise ConfigError("reconstruct draws images; for a table's rows use vaekit score or encode")
     data = model.run_config.data
     test = load_data(dataclasses.replace(data, limit=None), "test", args.data_dir)
-    x = to_unit(test.images[: _positive(args.n, "-n")]).to(next(model.parameters()).device)
-    print(
-        f"Wrote {pictures.save_png(pictures.reconstruction_grid(model, x), args.output, scale=2)}"
-    )
+    n = _positive(args.n, "-n")
+    x = to_unit(test.images[:n]).to(next(model.parameters()).device)
+    grid = pictures.reconstruction_grid(model, x, labels=test.labels[:n])  # conditional: given y
+    print(f"Wrote {pictures.save_png(grid, args.output, scale=2)}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -122,6 +125,15 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         f"binarize {result.binarize}, {result.config['precision']}, {result.device}"
     )
     print(report.format_table(report.eval_rows(result)))
+    if "value" in result.extra.get("fid_gmm", {}):
+        gmm = result.extra["fid_gmm"]
+        print(f"FID of the gmm sampler ({gmm['components']} components): {gmm['value']:.3f}")
+    if "label_accuracy" in result.extra:
+        read = result.extra["label_accuracy"]
+        print(
+            f"Samples read as the asked label by the {read['classifier']} classifier: "
+            f"{100 * read['accuracy']:.2f} % ({read['samples_per_label']} per label)"
+        )
     if "conditional" in result.extra:
         print(f"A conditional model: {result.extra['conditional']}")
     print(f"Wrote {result.extra['written']}")

@@ -93,7 +93,10 @@ def _sample(sub: Any) -> None:
     )
     sample.add_argument("--seed", type=int, default=0, help="seed of the prior draws (default 0)")
     sample.add_argument(
-        "--label", type=int, help="a conditional model's class for every image (default: random)"
+        "--label",
+        type=int,
+        help="a conditional model's class for every image (default: one row per class; "
+        "with --sampler gmm it is required and the mixture is fitted to that class)",
     )
     sample.add_argument(
         "--sampler",

@@ -15,7 +15,7 @@ from typing import Any
 from vaekit.errors import ConfigError
 
 # where 0 means "off"; seeds take any integer
-ZERO_ALLOWED = {"warmup_epochs", "free_bits", "validation"}
+ZERO_ALLOWED = {"warmup_epochs", "free_bits", "validation", "gmm_components"}
 
 
 def opt(

@@ -221,6 +221,11 @@ class EvalConfig:
         choices=EVAL_BINARIZE,
     )
     fid: bool = opt(True, "compute FID-MNIST / FID-FMNIST (trains a classifier once)")
+    gmm_components: int = opt(
+        0,
+        "also the FID of samples from a Gaussian mixture of N components fitted to the "
+        "training set's posterior means (`vaekit sample --sampler gmm`); 0: the prior's only",
+    )
     device: str = opt("auto", "where to compute", choices=DEVICE)
 
     def validate(self) -> None:

@@ -127,13 +127,19 @@ def importance_weighted_log_px(
 
 
 def posterior_parameters(
-    model: VAE, x: torch.Tensor, batch_size: int = 1000, precision: str = "fp32"
+    model: VAE,
+    x: torch.Tensor,
+    batch_size: int = 1000,
+    precision: str = "fp32",
+    labels: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """q(z|x)'s mean and log-variance for float images x, in fp32: (N, D) each."""
+    """q(z|x)'s mean and log-variance for float images x, in fp32: (N, D) each; a
+    conditional model's q(z|x, y) given `labels` (N,)."""
     mus, logvars = [], []
     with inference(model), autocast(x.device, precision):
         for start in range(0, x.shape[0], batch_size):
-            mu, logvar = model.encode(x[start : start + batch_size])
+            y = None if labels is None else labels[start : start + batch_size].to(x.device)
+            mu, logvar = model.encode(x[start : start + batch_size], **model.condition(y))
             mus.append(mu.float())
             logvars.append(logvar.float())
     return torch.cat(mus), torch.cat(logvars)

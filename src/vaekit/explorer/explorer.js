@@ -280,6 +280,21 @@
     }
   }
 
+  // A conditional model decodes z for the label picked here (Sohn et al. 2015).
+  function buildLabelPicker() {
+    if (!decode.classes) return;
+    $("label-box").hidden = false;
+    const select = $("label");
+    for (let c = 0; c < decode.classes; c++) {
+      select.add(new Option(classNames[c] ?? String(c), String(c), false, c === 0));
+    }
+    select.addEventListener("change", () => {
+      decode.setLabel(Number(select.value));
+      stripDue = true;
+      requestRender(true);
+    });
+  }
+
   const interpolate = (a, b, t) => a.map((v, d) => (1 - t) * v + t * b[d]);
 
   // ------------------------------------------------------------------ controls
@@ -329,6 +344,7 @@
       }
     }
     markAxes();
+    buildLabelPicker();
     const legend = $("legend");
     const counts = new Map();
     if (scatter) for (const l of scatter.labels) counts.set(l, (counts.get(l) || 0) + 1);
@@ -463,6 +479,13 @@
       }
       return (n * 1000) / (performance.now() - t0);
     },
+    setLabel(label) {
+      decode.setLabel(label);
+      $("label").value = String(label);
+      stripDue = true;
+      requestRender(true);
+    },
+    classes: decode.classes,
     outputShape: decode.outputShape,
   };
 })();

@@ -79,6 +79,21 @@
         },
       };
     },
+    // A conditional decoder's input: z with the one-hot of the page's chosen label after it.
+    label(op, shape, t, stack, context) {
+      const n = size(shape);
+      const out = new Float32Array(n + op.classes);
+      context.classes = op.classes;
+      return {
+        shape: [n + op.classes],
+        run(x) {
+          out.fill(0);
+          out.set(x);
+          out[n + context.label] = 1;
+          return out;
+        },
+      };
+    },
     // x.chunk(chunks, 0)[index]: e.g. the mean maps of a decoder that also emits variances.
     chunk(op, shape) {
       const [first, ...rest] = shape;
@@ -227,6 +242,7 @@
   };
 
   // The decoder: z (D numbers) -> the image (C * H * W, float32): the likelihood's mean.
+  // A conditional one decodes for the label set with decode.setLabel (0 at first).
   function makeDecoder(spec, latentDim) {
     const all = typed(spec.weights, Float32Array);
     const tensors = {};
@@ -235,9 +251,10 @@
     }
     let shape = [latentDim];
     const stack = []; // copies kept by push for add_pop, in build order
+    const context = { label: 0, classes: 0 }; // a conditional decoder's chosen label
     const steps = spec.ops.map((op) => {
       if (!OPS[op.op]) throw new Error(`unknown decoder operation ${op.op}`);
-      const step = OPS[op.op](op, shape, tensors, stack);
+      const step = OPS[op.op](op, shape, tensors, stack, context);
       shape = step.shape;
       return step.run;
     });
@@ -250,6 +267,11 @@
       return Float32Array.from(x); // a copy: the steps reuse their buffers
     }
     decode.outputShape = shape;
+    decode.classes = context.classes; // 0: not conditional
+    decode.setLabel = (label) => {
+      if (!(label >= 0 && label < context.classes)) throw new Error(`no label ${label}`);
+      context.label = label;
+    };
     return decode;
   }
 

@@ -10,7 +10,8 @@ hierarchical ones (hvae, iwae-2l) decode is what `vaekit.decode` computes, the
 lower latent groups at their means given the top one; ancestral sampling, which
 draws noise for every group, stays `vaekit sample`'s. A model whose networks do
 not trace (one registered by a user, say) is refused with the exporter's reason.
-Each file's metadata names the model, its image shape and the vaekit version.
+Each file's metadata names the model, its image shape and the vaekit version. A
+conditional model's graphs take the labels too, `y` (batch,) int64, after x or z.
 """
 
 from __future__ import annotations
@@ -43,8 +44,10 @@ class Encoder(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.model.encode(x)
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.encode(x, **self.model.condition(y))
 
 
 class Decoder(nn.Module):
@@ -54,8 +57,10 @@ class Decoder(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        params = self.model.decode(z)
+    def forward(
+        self, z: torch.Tensor, y: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        params = self.model.decode(z, **self.model.condition(y))
         return params, self.model.likelihood.mean(params)
 
 
@@ -76,20 +81,25 @@ def _quiet() -> Iterator[None]:
 
 
 def export_graph(
-    module: nn.Module, example: torch.Tensor, names: tuple[list[str], list[str]], path: Path
+    module: nn.Module,
+    example: tuple[torch.Tensor, ...],
+    names: tuple[list[str], list[str]],
+    path: Path,
 ) -> Path:
-    """One graph with a dynamic batch dimension, written atomically to `path`."""
+    """One graph with a dynamic batch dimension (shared by its inputs), written
+    atomically to `path`."""
     onnx = require("onnx", "onnx", "--format onnx")
     require("onnxscript", "onnx", "--format onnx")  # torch's exporter writes graphs with it
     (inputs, outputs), model = names, module.model
+    batch = torch.export.Dim("batch")
     try:
         with _quiet():
             program = torch.onnx.export(
                 module,
-                (example,),
+                example,
                 input_names=inputs,
                 output_names=outputs,
-                dynamic_shapes=({0: torch.export.Dim("batch")},),
+                dynamic_shapes=tuple({0: batch} for _ in example),
                 dynamo=True,
                 verbose=False,
             )
@@ -122,7 +132,13 @@ def write(source: Path, out: Path, options: ExportOptions) -> list[Path]:
     generator = torch.Generator().manual_seed(0)
     x = torch.rand((2, *model.image_shape), generator=generator)  # batch 2: 1 would specialise
     z = torch.randn((2, model.latent_dim), generator=generator)
+    labels = (torch.tensor([0, model.classes - 1]),) if model.classes else ()
+    named = ["y"] if model.classes else []
     return [
-        export_graph(Encoder(model), x, (["x"], ["mu", "logvar"]), out / ENCODER),
-        export_graph(Decoder(model), z, (["z"], ["params", "mean"]), out / DECODER),
+        export_graph(
+            Encoder(model), (x, *labels), (["x", *named], ["mu", "logvar"]), out / ENCODER
+        ),
+        export_graph(
+            Decoder(model), (z, *labels), (["z", *named], ["params", "mean"]), out / DECODER
+        ),
     ]

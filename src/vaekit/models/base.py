@@ -176,12 +176,16 @@ class VAE(nn.Module):
 
     def explorer_decoder(self) -> list[Op]:
         """z (D,) -> the image (C, H, W) that `vaekit.decode` returns: `decoder_ops`, then
-        the likelihood's mean, so the page needs no per-model or per-likelihood code."""
+        the likelihood's mean, so the page needs no per-model or per-likelihood code.
+
+        A conditional model's `decoder_ops` take z with the one-hot label appended (as
+        `with_label` makes it); the "label" op in front appends the page's chosen label."""
         if not self.likelihood.mean_ops:
             raise ConfigError(
                 f"the {self.likelihood.name} likelihood does not describe its mean as operations"
             )
-        return [*self.decoder_ops(), *(dict(op) for op in self.likelihood.mean_ops)]
+        label = [{"op": "label", "classes": self.classes}] if self.classes else []
+        return [*label, *self.decoder_ops(), *(dict(op) for op in self.likelihood.mean_ops)]
 
     @staticmethod
     def reparameterize(
@@ -288,6 +292,17 @@ class VAE(nn.Module):
             y = torch.randint(self.classes, (n,), generator=generator, device=z.device)
         return self.decode(z, *self._label(y))
 
+    def generate_from(
+        self,
+        z: torch.Tensor,
+        generator: torch.Generator | None = None,
+        y: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Parameters of p(x|z) for given top-group codes z (n, D), any lower groups drawn
+        from their priors as `generate` draws them: how a sampler other than the prior
+        (`vaekit.gmm`) generates. One group: `decode`."""
+        return self.decode(z, *self._label(y))
+
     def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Parameters of p(x|z) at the posterior mean: the model's best reconstruction."""
         mu, _ = self.encode(x, *self._label(y))
@@ -302,20 +317,31 @@ class EncoderDecoderVAE(VAE):
     fc_logvar: nn.Module
     decoder: nn.Module
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.encoder(x)
-        return self.fc_mu(h), self.fc_logvar(h)
+    def encode(
+        self, x: torch.Tensor, y: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encode_context(x, y)[:2]
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.decoder(self.with_label(z, y))
 
     @property
     def context_dim(self) -> int:
         return self.fc_mu.in_features
 
-    def encode_context(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        h = self.encoder(x)
+    def encode_context(
+        self, x: torch.Tensor, y: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        h = self.encoder(self.with_label_planes(x, y))
         return self.fc_mu(h), self.fc_logvar(h), h
+
+    def with_label_planes(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """x (B, C, H, W) with one constant plane per class after its channels, the label's
+        plane all ones: a convolutional encoder's way of reading the one-hot label."""
+        if not self.classes:
+            return x
+        planes = self.with_label(x.new_zeros(x.shape[0], 0), y)
+        return torch.cat([x, planes[:, :, None, None].expand(-1, -1, *x.shape[2:])], dim=1)
 
     def decoder_ops(self) -> list[Op]:
         return module_ops(self.decoder)

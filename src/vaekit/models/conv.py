@@ -23,11 +23,12 @@ class ConvVAE(EncoderDecoderVAE):
         self, config: ConvConfig, image_shape: tuple[int, int, int], likelihood: Likelihood
     ) -> None:
         super().__init__(image_shape, config.latent_dim, likelihood)
+        self.classes = config.labels if config.condition == "label" else 0
         channels = image_shape[0]
         c1, c2 = config.channels, 2 * config.channels
         self.feature_shape, features = quarter_features("conv", image_shape, c2)
         self.encoder = nn.Sequential(
-            nn.Conv2d(channels, c1, 4, stride=2, padding=1),
+            nn.Conv2d(channels + self.classes, c1, 4, stride=2, padding=1),
             nn.ReLU(),
             nn.Conv2d(c1, c2, 4, stride=2, padding=1),
             nn.ReLU(),
@@ -38,7 +39,7 @@ class ConvVAE(EncoderDecoderVAE):
         self.fc_mu = nn.Linear(config.hidden_dim, config.latent_dim)
         self.fc_logvar = nn.Linear(config.hidden_dim, config.latent_dim)
         self.decoder = nn.Sequential(
-            nn.Linear(config.latent_dim, config.hidden_dim),
+            nn.Linear(config.latent_dim + self.classes, config.hidden_dim),
             nn.ReLU(),
             nn.Linear(config.hidden_dim, features),
             nn.ReLU(),

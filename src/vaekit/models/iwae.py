@@ -52,25 +52,31 @@ class IWAE1L(VAE):
         self, config: IWAE1LConfig, image_shape: tuple[int, int, int], likelihood: Likelihood
     ) -> None:
         super().__init__(image_shape, config.latent_dim, likelihood)
-        self.encoder = GaussianLayer(math.prod(image_shape), config.hidden_dim, config.latent_dim)
+        self.classes = config.labels if config.condition == "label" else 0
+        pixels, hidden = math.prod(image_shape), config.hidden_dim
+        self.encoder = GaussianLayer(pixels + self.classes, hidden, config.latent_dim)
         self.decoder = nn.Sequential(
-            *tanh_mlp([config.latent_dim, config.hidden_dim, config.hidden_dim]),
+            *tanh_mlp([config.latent_dim + self.classes, hidden, hidden]),
             nn.Linear(config.hidden_dim, math.prod(self.output_shape)),
         )
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.encoder(x.flatten(1))
+    def encode(
+        self, x: torch.Tensor, y: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encoder(self.with_label(x.flatten(1), y))
 
     @property
     def context_dim(self) -> int:
         return self.encoder.mu.in_features
 
-    def encode_context(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        h = self.encoder.body(x.flatten(1))
+    def encode_context(
+        self, x: torch.Tensor, y: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        h = self.encoder.body(self.with_label(x.flatten(1), y))
         return self.encoder.mu(h), self.encoder.logvar(h), h
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z).view(-1, *self.output_shape)
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.decoder(self.with_label(z, y)).view(-1, *self.output_shape)
 
     def decoder_ops(self) -> list[Op]:
         return [*module_ops(self.decoder), reshape(self.output_shape)]
@@ -150,8 +156,13 @@ class IWAE2L(VAE):
 
     def generate(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Ancestral sampling: z2 ~ N(0, I), z1 ~ p(z1|z2), then p(x|z1)'s parameters."""
-        z2 = self.prior_sample(n, generator)
-        mu1, logvar1 = self.p_z1(z2)
+        return self.generate_from(self.prior_sample(n, generator), generator)
+
+    def generate_from(
+        self, z: torch.Tensor, generator: torch.Generator | None = None, y: None = None
+    ) -> torch.Tensor:
+        """z2 given, z1 ~ p(z1|z2), then p(x|z1)'s parameters."""
+        mu1, logvar1 = self.p_z1(z)
         eps = torch.randn(mu1.shape, generator=generator, device=mu1.device, dtype=mu1.dtype)
         return self.p_x(self.reparameterize(mu1, logvar1, noise=eps)).view(-1, *self.output_shape)
 

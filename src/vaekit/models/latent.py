@@ -1,7 +1,8 @@
 """The modules behind `--prior` and `--flow`: learned parameters of p(z) and of q(z|x).
 
 `attach` gives a one-group model (config `OneGroupConfig`) its `prior` (None: N(0, I))
-and `flow` (None: q(z|x) stays the encoder's Gaussian). `VAE.forward` asks them for
+and `flow` (None: q(z|x) stays the encoder's Gaussian), and the hvae (`PriorConfig`)
+its top group's prior. `VAE.forward` asks them for
 log p(z), and for z_T with the flow's log-determinant; the arithmetic is in
 `vaekit.priors` and `vaekit.flows`.
 """
@@ -15,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from vaekit.config.families.latent import OneGroupConfig
+from vaekit.config.families.latent import OneGroupConfig, PriorConfig
 from vaekit.config.registry import FLOW, PRIOR
 from vaekit.flows import iaf_step, made_masks, planar
 from vaekit.priors import mixture_log_prob, mixture_sample
@@ -139,7 +140,8 @@ def attach(model: VAE, config: object) -> VAE:
 
     Called after the network is built, so a model without them initialises exactly
     as before and its checkpoints keep their keys."""
-    if isinstance(config, OneGroupConfig):
+    if isinstance(config, PriorConfig):  # the one-group families, the hvae's top group
         model.prior = PRIOR.get(config.prior)(config, model)
+    if isinstance(config, OneGroupConfig):
         model.flow = FLOW.get(config.flow)(config, model)
     return model

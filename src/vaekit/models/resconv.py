@@ -25,11 +25,12 @@ class ResConvVAE(EncoderDecoderVAE):
         self, config: ResConvConfig, image_shape: tuple[int, int, int], likelihood: Likelihood
     ) -> None:
         super().__init__(image_shape, config.latent_dim, likelihood)
+        self.classes = config.labels if config.condition == "label" else 0
         channels = image_shape[0]
         c1, c2 = config.channels, 2 * config.channels
         feature_shape, features = quarter_features("resconv", image_shape, c2)
         self.encoder = nn.Sequential(
-            nn.Conv2d(channels, c1, 4, stride=2, padding=1),
+            nn.Conv2d(channels + self.classes, c1, 4, stride=2, padding=1),
             ResidualCell(c1, conv=True),
             nn.SiLU(),
             nn.Conv2d(c1, c2, 4, stride=2, padding=1),
@@ -42,7 +43,7 @@ class ResConvVAE(EncoderDecoderVAE):
         self.fc_mu = nn.Linear(config.hidden_dim, config.latent_dim)
         self.fc_logvar = nn.Linear(config.hidden_dim, config.latent_dim)
         self.decoder = nn.Sequential(
-            nn.Linear(config.latent_dim, config.hidden_dim),
+            nn.Linear(config.latent_dim + self.classes, config.hidden_dim),
             nn.SiLU(),
             nn.Linear(config.hidden_dim, features),
             nn.Unflatten(1, feature_shape),

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vaekit.config.families.base import ModelConfig, family_name, model_family
+from vaekit.config.families.base import family_name, model_family
+from vaekit.config.families.latent import PriorConfig
 from vaekit.config.fields import opt
 
 
 @model_family
 @dataclass
-class HVAEConfig(ModelConfig):
+class HVAEConfig(PriorConfig):
     """`groups` latent groups of `latent_dim` units, on dense residual cells `hidden_dim` wide."""
 
     name: str = family_name("hvae")
