@@ -239,12 +239,7 @@ def evaluate(
         images=n,
         pixels=pixels,
         binarize=binarize,
-        neg_elbo=NegElbo(
-            elbo_terms["loss"],
-            bits_per_dim(elbo_terms["loss"], pixels),
-            elbo_terms["recon"],
-            elbo_terms["kl"],
-        ),
+        neg_elbo=_neg_elbo(elbo_terms, pixels),
         iwae=_likelihood(nll, k, pixels),
         latent=_latent_stats(mu, kl_per_dim, group_sizes, count, variance),
         fid=fid_result,
@@ -256,6 +251,10 @@ def evaluate(
     if CODES in sums:  # discrete codes: the codebook's use, the bound's terms in bits per dim
         result.extra["codes"] = _code_report(elbo_terms, pixels)
     return result
+
+
+def _neg_elbo(terms: dict[str, float], pixels: int) -> NegElbo:
+    return NegElbo(terms["loss"], bits_per_dim(terms["loss"], pixels), terms["recon"], terms["kl"])
 
 
 def _code_report(terms: dict[str, float], pixels: int) -> dict[str, float]:
