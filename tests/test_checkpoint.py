@@ -538,3 +538,9 @@ def test_fuzz_header_bit_flips(tmp_path: Path, reference: bytes, data: st.DataOb
     path.write_bytes(bytes(content))
     with contextlib.suppress(CheckpointError):
         checkpoint.load(path)
+
+
+def test_a_path_with_a_nul_byte_is_a_one_line_checkpoint_error():
+    """open() raises ValueError, not OSError, for such a path (found by the CLI fuzz test)."""
+    with pytest.raises(CheckpointError, match="cannot hold a NUL byte"):
+        checkpoint.load("run\x00dir")

@@ -29,7 +29,10 @@ def _help(*argv: str) -> str:
         (["sample"], ["{auto,cpu,cuda}", "PNG file", "seed of the prior draws", "--threads"]),
         (["evaluate"], ["{fp32,bf16,fp16}", "{auto,cpu,cuda}"]),
         (["export"], ["{safetensors,onnx,folder}"]),
-        (["score"], ["(default: 100)", "{train,validation,test,all}", "--classes", "most anomalous"]),
+        (
+            ["score"],
+            ["(default: 100)", "{train,validation,test,all}", "--classes", "most anomalous"],
+        ),
         (["encode"], [".npz (named arrays) or .csv", "--data DATA"]),
         (["train"], ["--label-column", "{none,mean}", "--classes", "mixed (tables"]),
     ],

@@ -104,6 +104,10 @@ def load(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"no checkpoint at {path}") from None
     except OSError as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror}") from None
+    except ValueError:  # what open() raises for a path with a NUL byte in it
+        raise CheckpointError(
+            f"no checkpoint at {str(path)!r}: a path cannot hold a NUL byte"
+        ) from None
     metadata = _read_metadata(payload, path)
     try:
         tensors = load_tensors(payload)
