@@ -8,6 +8,7 @@ from typing import Any
 # and this row the same run on the autograd path.
 LABELS = {"fp32-autograd": "(c) `vaekit train --no-fast-path` (autograd), fp32"}
 
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
