@@ -36,6 +36,12 @@ def _quiet(*_):
     return None
 
 
+@pytest.fixture
+def one_thread():
+    """Hundreds of tiny steps: one thread, as two stall on a busy machine (restored after)."""
+    torch.set_num_threads(1)
+
+
 def _vq(**values):
     return build_model(
         model_config("vq", codebook_size=8, code_dim=3, channels=4, **values), (1, 8, 8)
@@ -176,7 +182,7 @@ def test_generate_and_reconstruct_give_the_likelihoods_parameters(name, likeliho
     assert torch.isfinite(training_terms(x, out, model.likelihood.nll, "vq")["objective"])
 
 
-def test_vq_learns_a_fixed_batch():
+def test_vq_learns_a_fixed_batch(one_thread):
     """40 Adam steps on 64 MNIST-sized random blobs: the reconstruction term falls by 15%."""
     torch.manual_seed(0)
     model = build_model(model_config("vq", codebook_size=16, code_dim=4, channels=8), (1, 28, 28))
@@ -228,7 +234,7 @@ def test_cached_sampling_scores_what_the_full_pass_scores():
     assert torch.allclose(empirical, p0, atol=0.04)
 
 
-def test_a_prior_trained_on_one_pattern_samples_it():
+def test_a_prior_trained_on_one_pattern_samples_it(one_thread):
     """Cross-entropy driven below 1e-4 nats a position: every draw is the pattern."""
     torch.manual_seed(0)
     pattern = torch.tensor([3, 1, 4, 1, 5, 0, 2, 6, 5, 3, 5, 2])
