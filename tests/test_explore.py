@@ -247,13 +247,20 @@ def test_every_model_and_likelihood_describes_its_decoder(tiny, case):
         assert (logits < 0.5).any() and (logits > 0.5).any()
 
 
-def _conditional(name: str) -> VAE:
-    """An untrained conditional `name` model, weights scaled up as the TINY ones are."""
+def _conditional_config(name: str) -> RunConfig:
     sizes = dict(latent_dim=3, hidden_dim=16, channels=4, groups=2)
     own = family_fields(name)
-    config = model_config(name, condition="label", **{k: v for k, v in sizes.items() if k in own})
+    config = RunConfig()
+    config.model = model_config(
+        name, condition="label", **{k: v for k, v in sizes.items() if k in own}
+    )
+    return config
+
+
+def _conditional(name: str) -> VAE:
+    """An untrained conditional `name` model, weights scaled up as the TINY ones are."""
     torch.manual_seed(0)
-    model = build_model(config, (1, 28, 28)).eval()
+    model = build_model(_conditional_config(name).model, (1, 28, 28)).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.mul_(3) if p.dim() > 1 else p.normal_(0, 0.5)
@@ -610,3 +617,26 @@ def test_served_page_with_sliders(browser, runs, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_browser_label_picker_of_a_conditional_model(browser, tmp_path):
+    """A conditional model's page shows a label picker; the decode follows the label."""
+    model = _conditional("conv")
+    folder = tmp_path / "run"
+    folder.mkdir()
+    state = model.state_dict()
+    checkpoint.save(checkpoint.Checkpoint(_conditional_config("conv"), (1, 28, 28), state), folder)
+    page = explore.write_explorer(folder, tmp_path / "page", points=0, device="cpu")
+    _open(browser, page.as_uri())
+    options = browser.find_elements("css selector", "#label option")
+    assert len(options) == 10 and browser.find_element("id", "label-box").is_displayed()
+    codes = _codes(model.latent_dim)
+    for label in (0, 7):
+        browser.execute_script("window.vaekit.setLabel(arguments[0])", label)
+        script = "return arguments[0].map(window.vaekit.decode)"
+        got = np.array(browser.execute_script(script, codes))
+        with torch.no_grad():
+            y = torch.full((len(codes),), label)
+            want = torch.sigmoid(model.decode(torch.tensor(codes), y)).flatten(1).numpy()
+        np.testing.assert_allclose(got, want, atol=1e-4)
+    _no_console_errors(browser)

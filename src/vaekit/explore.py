@@ -96,7 +96,8 @@ def scatter_data(
     generator = torch.Generator().manual_seed(seed)
     chosen = torch.randperm(images.shape[0], generator=generator)[:points]
     device = next(model.parameters()).device
-    mu, _ = posterior_parameters(model, to_unit(images[chosen]).to(device))
+    x, y = to_unit(images[chosen]).to(device), labels[chosen]  # a conditional model: q(z|x, y)
+    mu, _ = posterior_parameters(model, x, labels=y if model.classes else None)
     mu = mu.double().cpu().numpy()  # (N, D)
     lo, hi = mu.min(axis=0), mu.max(axis=0)
     span = np.where(hi > lo, hi - lo, 1.0)
