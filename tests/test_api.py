@@ -46,6 +46,7 @@ def test_resume_continues_a_stopped_run_to_the_uninterrupted_weights_and_picture
     """2 epochs straight == 1 epoch stopped mid-way by SIGTERM, then vaekit.resume(run,
     epochs=2): the same weights, Adam state and metrics bit for bit (CPU), and the same
     samples.png and reconstructions.png, drawn once the resumed run ends."""
+    small_config.train.fast_path = False  # the SIGTERM comes from inside loop.train_step
     small_config.train.pictures = True  # plots stay off: matplotlib is slow to import
     straight = vaekit.train(small_config, tmp_path / "straight", log=_quiet, progress=False)
 
@@ -79,6 +80,7 @@ def test_resume_continues_a_stopped_run_to_the_uninterrupted_weights_and_picture
 def test_resume_refuses_a_changed_option_that_defines_the_run(small_config, tmp_path, monkeypatch):
     """Changing lr or latent_dim on resume is refused before anything is written; the same
     value of such an option, or a resumable option (epochs, pictures), is accepted."""
+    small_config.train.fast_path = False  # the SIGTERM comes from inside loop.train_step
     small_config.train.epochs, small_config.train.pictures = 1, True
     run = tmp_path / "run"
     _stop_mid_epoch(small_config, run, monkeypatch)

@@ -158,7 +158,7 @@ def test_config_file_errors_exit_2(tmp_path, capsys):
     bad_set.write_text('[data]\ndataset = "cifar"\n')
     assert main(["train", "--config", str(bad_set)]) == 2
     err = capsys.readouterr().err
-    assert "unknown dataset 'cifar'; use fashion-mnist, mnist, folder:PATH" in err
+    assert "unknown dataset 'cifar'; use fashion-mnist, mnist, sprites, folder:PATH" in err
     assert main(["train", "--dataset", "cifar"]) == 2
     assert "unknown dataset 'cifar'" in capsys.readouterr().err
 

@@ -35,10 +35,12 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 POINTS = 2000  # test images on the map: enough to see, quick to encode
 # Fixed latent points, in and beyond the data (|z| up to 4), for the pixel comparisons.
 Z_FIXED = [[0.0, 0.0, 0.0], [1.5, -0.7, 0.3], [-2.2, 1.1, -1.9], [3.9, 3.1, 2.5], [-4.0, -0.2, 4.0]]
-# Untrained instances of every registered model, and of likelihoods whose mean is not a
-# plain sigmoid: (model, likelihood, image shape). Not trained: their weights are scaled
-# up instead, so the decoders' outputs reach the saturated and the near-zero ranges.
-TINY = [(name, "bernoulli", (1, 28, 28)) for name in sorted(MODELS)] + [
+# Untrained instances of every registered model with Gaussian latents (the explorer's
+# kind), and of likelihoods whose mean is not a plain sigmoid: (model, likelihood, shape).
+# Not trained: their weights are scaled up instead, so the decoders' outputs reach the
+# saturated and the near-zero ranges.
+EXPLORABLE = sorted(name for name, cls in MODELS.items() if cls.gaussian_latents)  # not vq
+TINY = [(name, "bernoulli", (1, 28, 28)) for name in EXPLORABLE] + [
     ("mlp", "continuous-bernoulli", (1, 28, 28)),
     ("hvae", "continuous-bernoulli", (1, 28, 28)),
     ("iwae-2l", "gaussian", (1, 28, 28)),

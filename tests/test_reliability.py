@@ -147,6 +147,7 @@ def test_non_finite_steps_are_skipped_counted_and_leave_weights_alone(small_conf
 def test_k_bad_steps_in_a_row_stop_the_run_and_keep_the_last_good_checkpoint(
     small_config, tmp_path, monkeypatch
 ):
+    small_config.train.fast_path = False  # NaN is injected into the autograd step's terms
     small_config.train.epochs = 1
     small_config.train.max_bad_steps = 5
     run = fit(small_config, tmp_path / "run", log=lambda _: None, progress=False)
@@ -163,6 +164,7 @@ def test_k_bad_steps_in_a_row_stop_the_run_and_keep_the_last_good_checkpoint(
 
 def test_isolated_bad_steps_do_not_stop_the_run(small_config, tmp_path, monkeypatch):
     """Runs of 4 bad steps, even across an epoch boundary, stay under a limit of 5."""
+    small_config.train.fast_path = False  # NaN is injected into the autograd step's terms
     small_config.train.max_bad_steps = 5
     # 16 steps per epoch: 12-15 end epoch 1, step 16 is good, 17-19 are bad again.
     bad = {2, 5, 9, 12, 13, 14, 15, 17, 18, 19}
@@ -173,6 +175,7 @@ def test_isolated_bad_steps_do_not_stop_the_run(small_config, tmp_path, monkeypa
 
 
 def test_a_run_of_bad_steps_spanning_epochs_counts_as_one(small_config, tmp_path, monkeypatch):
+    small_config.train.fast_path = False  # NaN is injected into the autograd step's terms
     small_config.train.max_bad_steps = 5
     monkeypatch.setattr(step_module, "training_terms", _nan_on({13, 14, 15, 16, 17}))
     with pytest.raises(TrainingDiverged, match="in epoch 2"):
@@ -230,6 +233,7 @@ def test_signal_handlers_are_the_runs_while_it_trains_and_restored_after(
     """While the loop runs, SIGTERM and SIGINT go to its stop flag; afterwards the caller's
     own handlers are back (not just "some" handler: the very functions installed before),
     after a normal end and after a failure, and no write left a temp file behind."""
+    small_config.train.fast_path = False  # the test wraps the autograd step (loop.train_step)
     small_config.train.epochs = 1
     calls = []
 

@@ -11,6 +11,7 @@ in `vaekit.models.latent`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from vaekit.config.families.base import ModelConfig
 from vaekit.config.fields import opt
@@ -53,6 +54,9 @@ class PriorConfig(ConditionalConfig):
 @dataclass
 class OneGroupConfig(PriorConfig):
     """The fields of a model with one latent group: its prior and its posterior's flow."""
+
+    # beta-TCVAE and FactorVAE read one diagonal Gaussian group (`vaekit.disentangle`).
+    objectives: ClassVar[tuple[str, ...]] = ("elbo", "iwae", "beta-tcvae", "factorvae")
 
     flow: str = opt(
         "none",
