@@ -98,16 +98,7 @@ def save(ckpt: Checkpoint, path: str | Path) -> Path:
 
 def load(path: str | Path) -> Checkpoint:
     path = resolve_path(path)
-    try:
-        payload = path.read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError(f"no checkpoint at {path}") from None
-    except OSError as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror}") from None
-    except ValueError:  # what open() raises for a path with a NUL byte in it
-        raise CheckpointError(
-            f"no checkpoint at {str(path)!r}: a path cannot hold a NUL byte"
-        ) from None
+    payload = _read_file(path)
     metadata = _read_metadata(payload, path)
     try:
         tensors = load_tensors(payload)
@@ -160,6 +151,20 @@ def load(path: str | Path) -> Checkpoint:
         transform,
         _companion_state(sections, metadata, path),
     )  # type: ignore[arg-type]
+
+
+def _read_file(path: Path) -> bytes:
+    """The file's bytes; each way of failing is one CheckpointError line."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"no checkpoint at {path}") from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror}") from None
+    except ValueError:  # what open() raises for a path with a NUL byte in it
+        raise CheckpointError(
+            f"no checkpoint at {str(path)!r}: a path cannot hold a NUL byte"
+        ) from None
 
 
 def _companion_state(

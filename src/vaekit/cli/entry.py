@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 from vaekit.cli.parser import build_parser
 from vaekit.errors import VaekitError, one_line
+
+INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +34,22 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:  # also while torch is still importing
         print("vaekit: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED
+
+
+def run() -> None:
+    """The `vaekit` process: `main()`, then an exit that a Ctrl-C cannot turn into death by
+    SIGINT instead of the code: a late one (while the interpreter shuts down) is ignored,
+    and after an interrupt the process leaves at once, because CPython keeps a flag from a
+    KeyboardInterrupt that crossed C code (torch's import), caught or not, and would
+    re-raise SIGINT at exit."""
+    code = main()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if code == INTERRUPTED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def _run(args: argparse.Namespace) -> int | None:

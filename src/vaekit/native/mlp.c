@@ -258,18 +258,25 @@ static void latent_backward(float **p, int B, int H, int L, float w) {
     }
 }
 
-/* One step's forward and backward on B rows already in p[X] (and noise in p[EPS]).
- * out: summed recon, summed KL, the squared gradient norm (when norm != 0). */
-void vk_step(int B, int D, int H, int L, float w, int norm, int64_t flat_size, float **p,
-             double *out) {
+/* The forward pass of B rows in p[X] with noise p[EPS], up to the logits (bias b4 not
+ * yet added: the Bernoulli pass adds it); returns the summed KL. */
+static double forward(int B, int D, int H, int L, float **p) {
     gemm(0, 1, B, H, D, p[X], D, p[W1], D, 0.0f, p[H1], H);
     bias_relu(p[H1], p[B1], B, H);
     gemm(0, 1, B, L, H, p[H1], H, p[WM], H, 0.0f, p[MU], L);
     gemm(0, 1, B, L, H, p[H1], H, p[WV], H, 0.0f, p[LV], L);
-    out[1] = latent_forward(p[MU], p[LV], p[BM], p[BV], p[EPS], p[SD], p[Z], B, L);
+    double kl = latent_forward(p[MU], p[LV], p[BM], p[BV], p[EPS], p[SD], p[Z], B, L);
     gemm(0, 1, B, H, L, p[Z], L, p[W3], L, 0.0f, p[H3], H);
     bias_relu(p[H3], p[B3], B, H);
     gemm(0, 1, B, D, H, p[H3], H, p[W4], H, 0.0f, p[LOGITS], D);
+    return kl;
+}
+
+/* One step's forward and backward on B rows already in p[X] (and noise in p[EPS]).
+ * out: summed recon, summed KL, the squared gradient norm (when norm != 0). */
+void vk_step(int B, int D, int H, int L, float w, int norm, int64_t flat_size, float **p,
+             double *out) {
+    out[1] = forward(B, D, H, L, p);
     out[0] = bernoulli(p[LOGITS], p[B4], p[X], p[GB4], p[SCRATCH], B, D, 1);
     gemm(1, 0, D, H, B, p[LOGITS], D, p[H3], H, 0.0f, p[GW4], H);   /* dW4 = dl^T h3 */
     gemm(0, 0, B, H, D, p[LOGITS], D, p[W4], H, 0.0f, p[DH3], H);   /* dh3 = dl W4 */
@@ -296,14 +303,7 @@ void vk_step(int B, int D, int H, int L, float w, int norm, int64_t flat_size, f
 
 /* The summed recon and KL of B rows in p[X] with noise p[EPS], no gradients. */
 void vk_elbo(int B, int D, int H, int L, float **p, double *out) {
-    gemm(0, 1, B, H, D, p[X], D, p[W1], D, 0.0f, p[H1], H);
-    bias_relu(p[H1], p[B1], B, H);
-    gemm(0, 1, B, L, H, p[H1], H, p[WM], H, 0.0f, p[MU], L);
-    gemm(0, 1, B, L, H, p[H1], H, p[WV], H, 0.0f, p[LV], L);
-    out[1] = latent_forward(p[MU], p[LV], p[BM], p[BV], p[EPS], p[SD], p[Z], B, L);
-    gemm(0, 1, B, H, L, p[Z], L, p[W3], L, 0.0f, p[H3], H);
-    bias_relu(p[H3], p[B3], B, H);
-    gemm(0, 1, B, D, H, p[H3], H, p[W4], H, 0.0f, p[LOGITS], D);
+    out[1] = forward(B, D, H, L, p);
     out[0] = bernoulli(p[LOGITS], p[B4], p[X], 0, p[SCRATCH], B, D, 0);
 }
 
