@@ -6,6 +6,7 @@ arithmetic as PyTorch ops when no compiler is found."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from vaekit.config import EvalConfig
 from vaekit.data import load_data, load_split, to_unit
 from vaekit.evaluation import estimate
 from vaekit.evaluation import fast_mlp as fast_eval
+from vaekit.native import blas
 from vaekit.objectives import training_terms
 from vaekit.training import fast_mlp
 from vaekit.training.loop import finish_epoch, fit, train_epoch
@@ -27,15 +29,24 @@ class _Train:
         self.images = images
 
 
-@pytest.fixture(params=["native", "torch"])
-def engine(request, monkeypatch) -> str:
-    """Both engines of the fast step: the C kernels, and PyTorch ops (no compiler)."""
-    if request.param == "native":
+@pytest.fixture(params=["native-openblas", "native-torch", "torch"])
+def engine(request, monkeypatch) -> Iterator[str]:
+    """Every engine of the fast step: the C kernels on each sgemm they may call
+    (numpy's OpenBLAS, PyTorch's BLAS), and PyTorch ops (no compiler)."""
+    if request.param.startswith("native"):
+        sgemm = request.param.removeprefix("native-")
+        if sgemm == "openblas" and blas.openblas_sgemm(native.cache_dir()) is None:
+            pytest.skip("numpy ships no OpenBLAS here")
+        monkeypatch.setenv(blas.CHOICE_VARIABLE, sgemm)
+        native.load.cache_clear()
         if not native.available():
             pytest.skip("no C compiler here")
+        assert native.load().sgemm.name.startswith(sgemm)
     else:
         monkeypatch.setattr(fast_mlp.native, "load", lambda: None)
-    return request.param
+    yield request.param.split("-")[0]
+    if request.param.startswith("native"):
+        native.load.cache_clear()  # the next test loads with its own VAEKIT_SGEMM
 
 
 @pytest.fixture

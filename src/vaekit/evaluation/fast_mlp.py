@@ -125,7 +125,7 @@ def importance_weighted_log_px(
         z = mu + noise * sd
         h3 = torch.addmm(b3, z.reshape(batch * n, -1), W3.t()).relu_()
         rows = logits[: batch * n]
-        torch.mm(h3, W4.t(), out=rows)
+        native.matmul_t(lib, h3, W4, rows)
         if lib is None:
             sp = F.softplus(rows + b4).sum(-1, dtype=torch.float64)
         else:

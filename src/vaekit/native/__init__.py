@@ -1,8 +1,9 @@
 """Small C kernels compiled on first use, cached, and loaded with ctypes.
 
 Why C and not `torch.utils.cpp_extension`: the kernels need no PyTorch headers (they
-take raw float pointers and call the BLAS `sgemm_` PyTorch itself uses), so a build
-takes about a second instead of a minute, which keeps the tests' first use cheap.
+take raw float pointers and call an sgemm by address: PyTorch's own or numpy's OpenBLAS,
+whichever `vaekit.native.blas` measured faster), so a build takes about a second instead
+of a minute, which keeps the tests' first use cheap.
 The shared library is cached under ~/.cache/vaekit/kernels (XDG_CACHE_HOME honoured, or
 $VAEKIT_KERNEL_DIR), named by a hash of the source, the compiler's version and the flags,
 so a changed source or compiler builds afresh; it is written under a temporary name and renamed,
@@ -24,6 +25,8 @@ import tempfile
 from pathlib import Path
 
 import torch
+
+from vaekit.native import blas
 
 SOURCE = Path(__file__).with_name("mlp.c")
 FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fopenmp", "-fPIC")
@@ -71,23 +74,22 @@ def _build(cc: str, target: Path) -> None:
             os.unlink(tmp)
 
 
-def _sgemm_address() -> int:
-    """The address of the BLAS sgemm_ inside PyTorch's own library (MKL on x86 wheels)."""
-    lib = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"))
-    return ctypes.cast(lib.sgemm_, ctypes.c_void_p).value
-
-
 def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     c_int, c_ptr, c_double_p = ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_double)
-    lib.vk_set_sgemm.argtypes = [c_ptr]
+    lib.vk_set_sgemm.argtypes = [c_ptr, c_int, c_int]
     lib.vk_gather.argtypes = [c_ptr, c_ptr, c_int, c_int, c_ptr]
     lib.vk_step.argtypes = [c_int, c_int, c_int, c_int, ctypes.c_float, c_int, ctypes.c_int64]
     lib.vk_step.argtypes += [c_ptr, c_double_p]
     lib.vk_elbo.argtypes = [c_int, c_int, c_int, c_int, c_ptr, c_double_p]
     lib.vk_softplus_rows.argtypes = [c_ptr, c_ptr, c_int, c_int, c_ptr]
-    for name in ("vk_set_sgemm", "vk_gather", "vk_step", "vk_elbo", "vk_softplus_rows"):
+    lib.vk_products.argtypes = [c_int, c_ptr, c_ptr, c_int]
+    lib.vk_matmul_t.argtypes = [c_int, c_int, c_int, c_ptr, c_ptr, c_ptr]
+    names = ("vk_set_sgemm", "vk_gather", "vk_step", "vk_elbo", "vk_softplus_rows")
+    for name in (*names, "vk_products", "vk_matmul_t"):
         getattr(lib, name).restype = None
-    lib.vk_set_sgemm(_sgemm_address())
+    sgemm = blas.choose(cache_dir())
+    lib.vk_set_sgemm(sgemm.address, int(sgemm.wide), int(sgemm.wide))
+    lib.sgemm = sgemm
     return lib
 
 
@@ -113,3 +115,14 @@ def available() -> bool:
 def pointers(tensors: list[torch.Tensor]) -> ctypes.Array:
     """The data pointers of `tensors` as a C array of void* (what the kernels index)."""
     return (ctypes.c_void_p * len(tensors))(*(t.data_ptr() for t in tensors))
+
+
+def matmul_t(lib: ctypes.CDLL | None, a: torch.Tensor, w: torch.Tensor, out: torch.Tensor) -> None:
+    """out = a @ w.T for contiguous float32 a (M, K), w (N, K), out (M, N): through the
+    kernels' sgemm when they are loaded (`lib`), else torch.mm."""
+    if lib is None:
+        torch.mm(a, w.t(), out=out)
+        return
+    assert a.is_contiguous() and w.is_contiguous() and out.is_contiguous()
+    (m, k), n = a.shape, w.shape[0]
+    lib.vk_matmul_t(m, n, k, a.data_ptr(), w.data_ptr(), out.data_ptr())
