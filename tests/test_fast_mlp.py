@@ -107,6 +107,34 @@ def test_weights_after_several_steps_match_the_autograd_path(small_config, image
     assert steps == [4.0] * 10
 
 
+@pytest.mark.parametrize("skip", [None, 50.0])
+def test_several_steps_in_one_call_match_the_autograd_path(small_config, images, engine, skip):
+    """The C loop's batches, noise (drawn up front, in order), KL weights, bad-step rule
+    and Adam: four steps in one call against four autograd steps."""
+    small_config.train.skip_grad_norm = skip  # 50: some of these early steps are skipped
+    plain, fast = build_state(small_config, (1, 28, 28)), build_state(small_config, (1, 28, 28))
+    fast.fast = fast_mlp.fast_step(fast, _Train(images))
+    order = torch.randperm(512, generator=torch.Generator().manual_seed(5))[:500]
+    weights = [1.0, 0.5, 0.25, 0.75]
+    torch.manual_seed(7)
+    with torch.no_grad():
+        out = fast.fast.steps(order, 0, 500, weights)
+    torch.manual_seed(7)
+    want_bad = []
+    for step, weight in enumerate(weights):
+        rows = order[step * 128 : (step + 1) * 128]  # the last step has 116
+        skipped = plain.sums["skipped"].item()
+        loss = train_step(plain, to_unit(images[rows]), plain.model.noise(len(rows)), weight)
+        want_bad.append(plain.sums["skipped"].item() > skipped)
+        assert out[step, 0] + weight * out[step, 1] == pytest.approx(loss.item(), rel=1e-5)
+    assert [bool(b) for b in out[:, 2]] == want_bad
+    assert (skip is None) == (not any(want_bad))
+    for (name, want), got in zip(
+        plain.model.state_dict().items(), fast.model.state_dict().values(), strict=True
+    ):
+        assert ((got - want).norm() / want.norm()).item() < 1e-5, name
+
+
 def _run(config, path, **train):
     config = copy.deepcopy(config)
     for key, value in train.items():
@@ -156,7 +184,8 @@ def test_resume_on_the_fast_path_is_bit_identical(small_config, tmp_path, untime
 
 
 class _StopAfter:
-    """A stop request that arrives after `steps` steps (the loop asks once per step)."""
+    """A stop request that arrives at the `steps`-th time the loop asks (the fast loop asks
+    after each call into the C loop: every DIVERGENCE_CHECK_EVERY = 16 steps)."""
 
     def __init__(self, steps: int) -> None:
         self.left = steps
@@ -167,7 +196,7 @@ class _StopAfter:
 
 
 def test_a_stop_mid_epoch_then_resume_is_bit_identical(small_config, tmp_path):
-    small_config.data.limit = 1000
+    small_config.data.limit = 3000  # 24 steps: a stop after the first call lands at 16
     train = load_data(small_config.data, "train")
 
     def started(ckpt=None):
@@ -178,10 +207,10 @@ def test_a_stop_mid_epoch_then_resume_is_bit_identical(small_config, tmp_path):
     whole = started()
     assert train_epoch(whole, train, tmp_path, False, False)
     cut = started()
-    assert not train_epoch(cut, train, tmp_path, _StopAfter(3), False) and cut.batch == 3
+    assert not train_epoch(cut, train, tmp_path, _StopAfter(1), False) and cut.batch == 16
     save_checkpoint(cut, tmp_path, (1, 28, 28))
     resumed = started(checkpoint.load(tmp_path / checkpoint.FILENAME))
-    assert resumed.batch == 3
+    assert resumed.batch == 16
     assert train_epoch(resumed, train, tmp_path, False, False)
     for name, tensor in whole.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[name], tensor), name

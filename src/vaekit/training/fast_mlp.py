@@ -29,6 +29,7 @@ from vaekit.notices import notice
 NO_COMPILER_NOTICE = (
     "no C compiler for the fast MLP kernels: training with the hand-written PyTorch step"
 )
+STEPS_PER_CALL = 16  # steps per call into the C loop: the loop's divergence checks fall between
 _BUFFERS = ("x", "h1", "mu", "lv", "eps", "sd", "z", "h3", "logits", "dh3", "dz", "dmu", "dlv")
 
 
@@ -83,6 +84,8 @@ class FastMLPStep:
         self.out = np.zeros(3, dtype=np.float64)
         self._out_p = self.out.ctypes.data_as(native.ctypes.POINTER(native.ctypes.c_double))
         self.adam: tuple[list[torch.Tensor], ...] | None = None
+        self.noise = torch.empty(STEPS_PER_CALL, self.batch, self.L)
+        self._hyper = np.zeros(6, dtype=np.float64)
 
     def _allocate(self, rows: int) -> None:
         D, H, L = self.D, self.H, self.L
@@ -109,6 +112,10 @@ class FastMLPStep:
     def load_batch(self, order: torch.Tensor, start: int, rows: int) -> None:
         """x = images[order[start:start + rows]] / 255, and this batch's noise from the
         global RNG (the draw the autograd path makes, so both paths see the same eps)."""
+        self._gather(order, start, rows)
+        torch.randn(rows, self.L, out=self.buf["eps"][:rows])
+
+    def _gather(self, order: torch.Tensor, start: int, rows: int) -> None:
         x = self.buf["x"][:rows]
         if self.lib is not None:
             index = order.data_ptr() + start * order.element_size()
@@ -116,7 +123,6 @@ class FastMLPStep:
         else:
             index = order[start : start + rows]
             x.copy_(torch.index_select(self.images, 0, index)).div_(255)
-        torch.randn(rows, self.L, out=self.buf["eps"][:rows])
 
     def forward_backward(self, rows: int, weight: float, norm: bool) -> tuple[float, float, float]:
         """(summed recon, summed KL, squared gradient norm or 0) of the loaded batch, the
@@ -131,21 +137,66 @@ class FastMLPStep:
 
     def step(self, order: torch.Tensor, start: int, rows: int, weight: float) -> tuple:
         """One step on rows order[start:start + rows]: returns (recon, kl, bad)."""
-        cfg = self.state.config.train
-        if rows > self.batch:
-            self.batch = rows
-            self._allocate(rows)
-        self.load_batch(order, start, rows)
-        recon, kl, squares = self.forward_backward(rows, weight, True)
-        norm = math.sqrt(squares)
-        bad = not (math.isfinite(recon + kl) and math.isfinite(norm))
-        if cfg.skip_grad_norm and norm > cfg.skip_grad_norm:
-            bad = True
-        if not bad:
-            if cfg.max_grad_norm and (coef := cfg.max_grad_norm / (norm + 1e-6)) < 1:
-                self.flat.mul_(coef)  # what clip_grad_norm_ does
-            self._adam()
-        return recon, kl, bad
+        recon, kl, bad = self.steps(order, start, rows, [weight])[0]
+        return float(recon), float(kl), bool(bad)
+
+    def steps(self, order: torch.Tensor, start: int, rows: int, weights: list[float]) -> np.ndarray:
+        """len(weights) steps on rows order[start:start + rows] in batches of the run's
+        size (the last may be short), step i at KL weight weights[i]; every batch's noise
+        is drawn first, in order, as the autograd path draws it. Returns (steps, 3):
+        summed recon, summed KL, 1.0 where the step was skipped as bad."""
+        count, size = len(weights), self.batch
+        if -(-rows // size) != count:
+            raise ValueError(f"{rows} rows are not {count} steps of {size}")
+        if count > self.noise.shape[0]:
+            self.noise = torch.empty(count, size, self.L)
+        for i in range(count):
+            torch.randn(min(size, rows - i * size), self.L, out=self.noise[i, : rows - i * size])
+        if self.lib is None or self.hyper() is None:
+            return self._python_steps(order, start, rows, weights)
+        if self.adam is None:
+            self.adam = self._adam_state()
+            self._adam_p = native.pointers([t for group in self.adam for t in group])
+        out = np.zeros((count, 3), dtype=np.float64)
+        weights_c = (native.ctypes.c_float * count)(*weights)
+        self._hyper[:] = self.hyper()
+        self.lib.vk_train(
+            count, size, rows, self.D, self.H, self.L, self.images.data_ptr(),
+            order.data_ptr() + start * order.element_size(), weights_c, self.noise.data_ptr(),
+            self.pointers, self._adam_p, self._hyper.ctypes.data, out.ctypes.data,
+        )  # fmt: skip
+        return out
+
+    def hyper(self) -> list[float] | None:
+        """lr, beta1, beta2, eps, skip norm, clip norm for the C loop (0: off); None when
+        the optimiser asks for what it does not do (weight decay)."""
+        group, cfg = self.state.optimizer.param_groups[0], self.state.config.train
+        if group["weight_decay"]:
+            return None
+        beta1, beta2 = group["betas"]
+        skip, clip = cfg.skip_grad_norm or 0.0, cfg.max_grad_norm or 0.0
+        return [float(group["lr"]), beta1, beta2, group["eps"], skip, clip]
+
+    def _python_steps(
+        self, order: torch.Tensor, start: int, rows: int, weights: list
+    ) -> np.ndarray:
+        """The same steps one at a time: the PyTorch engine (no compiler)."""
+        cfg, out, size = self.state.config.train, np.zeros((len(weights), 3)), self.batch
+        for i, weight in enumerate(weights):
+            n = min(size, rows - i * size)
+            self._gather(order, start + i * size, n)
+            self.buf["eps"][:n].copy_(self.noise[i, :n])
+            recon, kl, squares = self.forward_backward(n, weight, True)
+            norm = math.sqrt(squares)
+            bad = not (math.isfinite(recon + kl) and math.isfinite(norm))
+            if cfg.skip_grad_norm and norm > cfg.skip_grad_norm:
+                bad = True
+            if not bad:
+                if cfg.max_grad_norm and (coef := cfg.max_grad_norm / (norm + 1e-6)) < 1:
+                    self.flat.mul_(coef)  # what clip_grad_norm_ does
+                self._adam()
+            out[i] = recon, kl, bad
+        return out
 
     def _adam(self) -> None:
         if self.adam is None:

@@ -111,7 +111,9 @@ def fast_epoch(
 ) -> bool:
     """`train_epoch` on the MLP fast path (`training.fast_mlp`): the same batches, noise,
     sums and bad-step rules, the running sums kept as float32 on the host (on the CPU a
-    read costs nothing) and handed back to `state` before anything reads them."""
+    read costs nothing) and handed back to `state` before anything reads them. The steps
+    go to the C loop up to DIVERGENCE_CHECK_EVERY at a time, so a stop request lands
+    within 16 steps, at a step boundary, as the divergence checks do."""
     size = state.config.train.batch_size
     sums = {key: np.float32(state.sums[key].item()) for key in TERMS}
     counts = {key: int(state.sums[key].item()) for key in COUNTS}
@@ -120,19 +122,26 @@ def fast_epoch(
     bar = tqdm(total=total, disable=None if progress else True, **where)
     finished = True
     with torch.no_grad():
-        for start in range(0, order.numel(), size):
-            rows = min(size, order.numel() - start)
-            weight = kl_weight(state.config, state.epoch + state.batch / total)
-            recon, kl, bad = state.fast.step(order, start, rows, weight)
-            if not bad:
-                for key, value in (("loss", recon + kl), ("recon", recon), ("kl", kl)):
-                    sums[key] = np.float32(sums[key] + np.float32(value))
-                counts["examples"] += rows
-            counts["skipped"] += bad
-            run[0] = run[0] + 1 if bad else 0
-            run[1] = max(run[1], run[0])
-            state.batch += 1
-            bar.update()
+        start = 0
+        while start < order.numel():
+            # up to the next multiple of DIVERGENCE_CHECK_EVERY: checks fall where they
+            # fall on the autograd path
+            count = DIVERGENCE_CHECK_EVERY - state.batch % DIVERGENCE_CHECK_EVERY
+            rows = min(count * size, order.numel() - start)
+            count = -(-rows // size)
+            at = [state.epoch + (state.batch + i) / total for i in range(count)]
+            weights = [kl_weight(state.config, epoch) for epoch in at]
+            for i, (recon, kl, bad) in enumerate(state.fast.steps(order, start, rows, weights)):
+                if not bad:
+                    for key, value in (("loss", recon + kl), ("recon", recon), ("kl", kl)):
+                        sums[key] = np.float32(sums[key] + np.float32(value))
+                    counts["examples"] += min(size, rows - i * size)
+                counts["skipped"] += int(bad)
+                run[0] = run[0] + 1 if bad else 0
+                run[1] = max(run[1], run[0])
+            state.batch += count
+            start += rows
+            bar.update(count)
             if state.batch % DIVERGENCE_CHECK_EVERY == 0:
                 _hand_back(state, sums, counts, run)
                 check_divergence(state, run_dir)
