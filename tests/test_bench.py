@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from vaekit import native
 from vaekit.bench import floor, pythae_timing, runner, summary, tables, train_timing
 from vaekit.bench import report as bench_report
 from vaekit.bench.options import BenchOptions
 from vaekit.bench.processes import Finished, run_process
+from vaekit.bench.profile import PIECES, child_profile
 from vaekit.cli import main
 from vaekit.runfolder import RunFolder
 from vaekit.runtime import resolve_device
@@ -99,6 +101,10 @@ def test_quick_bench_writes_a_well_formed_report(mnist_dir, tmp_path, capsys):
         assert _positive(s["s_per_epoch"]) and _positive(s["samples_per_s"])
         assert _positive(s["peak_rss_mib"])
     assert _positive(results["floor"]["fp32"]["gflop_per_s"])
+    if native.available():  # the floor is the faster of torch.mm and the kernels' sgemm
+        fp32 = results["floor"]["fp32"]
+        fastest = min(fp32["torch_mm_s_per_epoch"], fp32["kernels_s_per_epoch"])
+        assert fp32["s_per_epoch"] == fastest
     for s in (results["seed"], results["vaekit"]["fp32"]):
         assert 100 < s["final_loss"] < 600  # per-sample -ELBO of MNIST, early on
     ratios = report["ratios"]["fp32"]
@@ -153,6 +159,10 @@ def test_markdown_renders_every_section_from_a_full_report():
                     "nll": 150.0,
                 },
             },
+            "profile": {
+                "rounds": 5,
+                "pieces": {"products": {"what": "the products (F)", "ms": 2.0, "times_f": 1.0}},
+            },
             "scaling": {
                 "epochs": 3,
                 "tables": {
@@ -165,11 +175,25 @@ def test_markdown_renders_every_section_from_a_full_report():
     }
     report["ratios"] = bench_report.ratios(report["results"])
     text = tables.markdown(report)
-    for heading in ("## Machine", "## Training", "## Evaluation", "## Scaling", "## Notes"):
+    headings = ("## Machine", "## Training", "## Evaluation", "## What is left", "## Scaling")
+    for heading in (*headings, "## Notes"):
         assert heading in text
     assert "floor fp16: skipped (no CUDA)" in text
     graphed = next(line for line in text.splitlines() if "as a CUDA graph" in line)
     assert "| 0.100 |" in graphed and "| 10.00× |" in graphed  # 1.0 s seed / 0.1 s
+
+
+def test_the_profile_times_every_piece_of_the_fast_step(mnist_dir):
+    if not native.available():
+        pytest.skip("the profile needs the C kernels")
+    spec = {"data_dir": str(mnist_dir), "limit": 2000, "epochs": 1}
+    spec |= {"batch_size": 128, "hidden": 400, "latent": 2, "device": "cpu"}
+    seconds = child_profile(spec)["seconds"]
+    assert set(seconds) == set(PIECES)
+    assert all(0 < s < 1 for s in seconds.values())
+    # the C call holds the 14 products and more; the loop's step holds the C call and Adam
+    assert seconds["forward_backward"] > 0.5 * seconds["products"]
+    assert seconds["step"] > 0.5 * (seconds["forward_backward"] + seconds["adam"])
 
 
 def test_a_failing_part_is_reported_and_the_rest_still_measured(monkeypatch, tmp_path):

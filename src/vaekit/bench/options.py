@@ -13,7 +13,7 @@ from typing import Any
 from vaekit.config.registry import PRECISION
 
 # A fixed order: the eval part reuses the model the vaekit part trained in fp32.
-PARTS = ("seed", "plain", "graphed", "floor", "vaekit", "pythae", "eval", "scaling")
+PARTS = ("seed", "plain", "graphed", "floor", "vaekit", "pythae", "eval", "profile", "scaling")
 TRAIN_IMAGES = 60_000
 PYTHAE_PYTHON = ".venv-pythae/bin/python"
 SEED_SIZES = {"batch": 128, "hidden": 400, "latent": 2}  # the seed notebook's model

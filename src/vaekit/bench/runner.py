@@ -22,6 +22,7 @@ from vaekit.bench.estimate_timing import part_eval
 from vaekit.bench.floor import part_floor
 from vaekit.bench.loops import part_graphed, part_plain, part_seed
 from vaekit.bench.options import PARTS, BenchOptions
+from vaekit.bench.profile import part_profile
 from vaekit.bench.pythae_timing import part_pythae
 from vaekit.bench.report import machine, ratios
 from vaekit.bench.scaling import part_scaling
@@ -38,6 +39,7 @@ PART_FUNCTIONS: dict[str, Part] = {
     "vaekit": part_vaekit,
     "pythae": part_pythae,
     "eval": part_eval,
+    "profile": part_profile,
     "scaling": part_scaling,
 }
 

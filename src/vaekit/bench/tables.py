@@ -181,6 +181,19 @@ def scaling_tables(report: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def profile_table(report: dict[str, Any]) -> str:
+    """The fast step's pieces (`bench.profile`), ms per step and multiples of F."""
+    profile = report["results"].get("profile")
+    if not profile:
+        return ""
+    rows = [
+        [piece["what"], _f(piece["ms"], 3), _f(piece["times_f"], 3, " F")]
+        for piece in profile["pieces"].values()
+    ]
+    note = f"Medians of {profile['rounds']} interleaved rounds."
+    return _table(["piece", "ms per step", "× F"], rows) + "\n\n" + note
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The whole report as Markdown."""
     m = report["machine"]
@@ -209,6 +222,9 @@ def markdown(report: dict[str, Any]) -> str:
     evaluation = eval_table(report)
     if evaluation:
         parts += ["## Evaluation: importance-weighted log-likelihood", "", evaluation, ""]
+    profile = profile_table(report)
+    if profile:
+        parts += ["## What is left of the fast step (profile)", "", profile, ""]
     scaling = scaling_tables(report)
     if scaling:
         parts += ["## Scaling", "", scaling]

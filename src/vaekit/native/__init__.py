@@ -86,8 +86,9 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.vk_matmul_t.argtypes = [c_int, c_int, c_int, c_ptr, c_ptr, c_ptr]
     lib.vk_train.argtypes = [c_int, c_int, ctypes.c_int64, c_int, c_int, c_int]
     lib.vk_train.argtypes += [c_ptr] * 8
+    lib.vk_adam.argtypes = [c_int, c_int, c_int, c_ptr, c_ptr, c_ptr]
     names = ("vk_set_sgemm", "vk_gather", "vk_step", "vk_elbo", "vk_softplus_rows")
-    for name in (*names, "vk_products", "vk_matmul_t", "vk_train"):
+    for name in (*names, "vk_products", "vk_matmul_t", "vk_train", "vk_adam"):
         getattr(lib, name).restype = None
     sgemm = blas.choose(cache_dir())
     lib.vk_set_sgemm(sgemm.address, int(sgemm.wide), int(sgemm.wide))

@@ -397,6 +397,22 @@ static void adam(float **p, float **state, const int64_t *sizes, const double *h
     }
 }
 
+/* The sizes of the ten parameters, in the order of p: W1, b1, Wm, bm, Wv, bv, W3, b3, W4, b4. */
+static int64_t param_sizes(int D, int H, int L, int64_t *sizes) {
+    const int64_t s[10] = {(int64_t)H * D, H, (int64_t)L * H, L, (int64_t)L * H, L,
+                           (int64_t)H * L, H, (int64_t)D * H, D};
+    int64_t flat = 0;
+    for (int t = 0; t < 10; t++) flat += sizes[t] = s[t];
+    return flat;
+}
+
+/* One Adam update on its own (what the bench's profile times). */
+void vk_adam(int D, int H, int L, float **p, float **state, const double *hyper) {
+    int64_t sizes[10];
+    param_sizes(D, H, L, sizes);
+    adam(p, state, sizes, hyper, 1.0f);
+}
+
 /* `count` optimiser steps of the seed's epoch loop, as training.fast_mlp's Python step
  * takes them: rows order[B i ...] of images / 255 (the last step may have fewer: `rows`
  * in all), the KL weight weights[i], the noise eps[i] (B x L, drawn by the caller from
@@ -406,10 +422,8 @@ static void adam(float **p, float **state, const int64_t *sizes, const double *h
 void vk_train(int count, int B, int64_t rows, int D, int H, int L, const uint8_t *images,
               const int64_t *order, const float *weights, const float *eps, float **p,
               float **state, const double *hyper, double *out) {
-    const int64_t sizes[10] = {(int64_t)H * D, H, (int64_t)L * H, L, (int64_t)L * H, L,
-                               (int64_t)H * L, H, (int64_t)D * H, D};
-    int64_t flat = 0;
-    for (int t = 0; t < 10; t++) flat += sizes[t];
+    int64_t sizes[10];
+    const int64_t flat = param_sizes(D, H, L, sizes);
     float *noise = p[EPS];
     for (int i = 0; i < count; i++) {
         const int b = rows - (int64_t)i * B < B ? (int)(rows - (int64_t)i * B) : B;

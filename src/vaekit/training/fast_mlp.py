@@ -146,8 +146,8 @@ class FastMLPStep:
         is drawn first, in order, as the autograd path draws it. Returns (steps, 3):
         summed recon, summed KL, 1.0 where the step was skipped as bad."""
         count, size = len(weights), self.batch
-        if -(-rows // size) != count:
-            raise ValueError(f"{rows} rows are not {count} steps of {size}")
+        if -(-rows // size) != count or start + rows > order.numel():
+            raise ValueError(f"{rows} rows from {start} are not {count} steps of {size} in order")
         if count > self.noise.shape[0]:
             self.noise = torch.empty(count, size, self.L)
         for i in range(count):
