@@ -253,7 +253,23 @@ def test_other_runs_take_the_autograd_path(small_config, images):
         setattr(getattr(config, section), field, value)
         state = build_state(config, (1, 28, 28))
         assert fast_mlp.fast_step(state, _Train(images)) is None, field
+        line = fast_mlp.fallback_line(state, _Train(images))
+        if field == "fast_path":  # asked for: nothing to say
+            assert line is None
+        else:  # said once, with the reason
+            assert "autograd" in line and fast_mlp.ineligible(state, _Train(images)) in line
     assert fast_mlp.fast_step(build_state(small_config, (1, 28, 28)), _Train(images))
+    assert fast_mlp.fallback_line(build_state(small_config, (1, 28, 28)), _Train(images)) is None
+
+
+def test_a_run_that_falls_back_says_so_once(small_config, tmp_path):
+    small_config.data.limit, small_config.train.epochs = 256, 1
+    small_config.objective.free_bits = 0.5
+    lines: list[str] = []
+    fit(small_config, tmp_path / "run", log=lines.append, progress=False)
+    said = [line for line in lines if "fast path" in line]
+    why = "(not the plain ELBO)"
+    assert said == [f"the MLP fast path does not apply {why}: training on the autograd path"]
 
 
 def test_fast_test_loss_and_estimate_match_the_generic_path(small_config, images):

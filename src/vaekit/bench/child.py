@@ -15,7 +15,7 @@ from typing import Any
 from vaekit.bench.estimate_timing import child_eval
 from vaekit.bench.floor import child_floor
 from vaekit.bench.loops import child_graphed, child_plain, child_seed
-from vaekit.bench.profile import child_profile
+from vaekit.bench.step_profile import child_profile
 
 CHILDREN: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "seed": child_seed,

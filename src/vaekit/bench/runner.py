@@ -22,10 +22,10 @@ from vaekit.bench.estimate_timing import part_eval
 from vaekit.bench.floor import part_floor
 from vaekit.bench.loops import part_graphed, part_plain, part_seed
 from vaekit.bench.options import PARTS, BenchOptions
-from vaekit.bench.profile import part_profile
 from vaekit.bench.pythae_timing import part_pythae
 from vaekit.bench.report import machine, ratios
 from vaekit.bench.scaling import part_scaling
+from vaekit.bench.step_profile import part_profile
 from vaekit.bench.tables import markdown
 from vaekit.bench.train_timing import part_vaekit
 from vaekit.errors import ConfigError

@@ -53,6 +53,16 @@ def ineligible(state: Any, train: Any) -> str | None:
     return next((why for failed, why in checks if failed), None)
 
 
+def fallback_line(state: Any, train: Any) -> str | None:
+    """The one line an MLP run that cannot take the fast path prints (why, and that it
+    trains with autograd); None when it takes it, when the user turned it off, or when
+    the model is no MLP (those never had one)."""
+    why = ineligible(state, train)
+    if why in (None, "--no-fast-path", "not an MLP"):
+        return None
+    return f"the MLP fast path does not apply ({why}): training on the autograd path"
+
+
 def fast_step(state: Any, train: Any) -> FastMLPStep | None:
     """The fast step for this run, or None when it takes the autograd path."""
     if ineligible(state, train) is not None:

@@ -284,6 +284,8 @@ def _fit(
         folder.repair_metrics(0 if ckpt is None else int(ckpt.progress["epoch"]))
     state = build_state(config, train.image_shape, ckpt, world, train.transform, len(train))
     state.fast = fast_mlp.fast_step(state, train)
+    if world.is_main and (line := fast_mlp.fallback_line(state, train)):
+        log(line)
     if ckpt:
         log(_resume_line(state, folder))
     for line in messages.at_start(config, state.epoch):

@@ -1,5 +1,8 @@
 """What is left of the fast epoch: each piece of the MLP fast path's step, timed apart.
 
+(Not named `profile`: pythae's driver runs as a script from this folder, and the standard
+library's cProfile imports a module of that name.)
+
 Every piece runs on the seed model's real buffers (`training.fast_mlp.FastMLPStep` on
 MNIST's training images) in interleaved rounds, so that load drifting over the part
 weighs on every piece alike; the medians are given in milliseconds and as multiples of
@@ -21,7 +24,7 @@ from vaekit.bench.processes import run_child
 
 PIECES = {
     "products": "the 14 matrix products alone (F)",
-    "gather": "gather of the batch (uint8 to float) and its noise",
+    "gather": "gather of the batch (uint8 to float) and its noise, from Python",
     "forward_backward": "forward, backward and gradient norm, one C call (products included)",
     "adam": "Adam, one C call",
     "step": "the whole step as the epoch loop takes it (16 per call, Python included)",
@@ -30,9 +33,15 @@ PIECES = {
 }
 
 
-def _pieces(spec: dict[str, Any]) -> tuple[dict[str, Callable[[], Any]], dict[str, float]]:
+REPEAT = 16  # the per-step pieces run this many times in a row, as the C loop runs steps
+
+
+def _pieces(
+    spec: dict[str, Any], folder: Path
+) -> tuple[dict[str, Callable[[], Any]], dict[str, float]]:
     """One callable per piece, on one FastMLPStep of the seed configuration, and what to
-    divide each one's time by to make it per step."""
+    divide each one's time by to make it per step. Each per-step piece runs REPEAT times
+    in a row, so that its data is as warm in the caches as in the training loop."""
     import ctypes
 
     import torch
@@ -64,31 +73,38 @@ def _pieces(spec: dict[str, Any]) -> tuple[dict[str, Callable[[], Any]], dict[st
     dims = [v for m, k, n, ta, tb in products for v in (int(ta), int(tb), m, n, k)]
     dims_c, ops_p = (ctypes.c_int * len(dims))(*dims), native.pointers(ops)
     hyper = (ctypes.c_double * 6)(*step.hyper())
-    folder = Path(tempfile.mkdtemp(prefix="vaekit-profile-"))
     per_step = len(train) / B
+
+    def repeated(piece: Callable[[], Any]) -> Callable[[], None]:
+        return lambda: [piece() for _ in range(REPEAT)]
+
     pieces = {
         # ops rides along so that its tensors outlive this function (ops_p points into them)
-        "products": lambda ops=ops: lib.vk_products(len(products), dims_c, ops_p, 1),
-        "gather": lambda: step.load_batch(order, 0, B),
-        "forward_backward": lambda: step.forward_backward(B, 1.0, True),
-        "adam": lambda: lib.vk_adam(step.D, step.H, step.L, step.pointers, step._adam_p, hyper),
-        "step": lambda: step.steps(order, 0, 16 * B, [1.0] * 16),
+        "products": lambda ops=ops: lib.vk_products(len(products), dims_c, ops_p, REPEAT),
+        "gather": repeated(lambda: step.load_batch(order, 0, B)),
+        "forward_backward": repeated(lambda: step.forward_backward(B, 1.0, True)),
+        "adam": repeated(
+            lambda: lib.vk_adam(step.D, step.H, step.L, step.pointers, step._adam_p, hyper)
+        ),
+        "step": lambda: step.steps(order, 0, REPEAT * B, [1.0] * REPEAT),
         "test_loss": lambda: elbo_sums(state.model, test.images, 1000, 0),
         "checkpoint": lambda: save_checkpoint(state, folder, tuple(train.images.shape[1:])),
     }
-    return pieces, {"step": 16, "test_loss": per_step, "checkpoint": per_step}
+    per_call = dict.fromkeys(("products", "gather", "forward_backward", "adam", "step"), REPEAT)
+    return pieces, per_call | {"test_loss": per_step, "checkpoint": per_step}
 
 
 def child_profile(spec: dict[str, Any]) -> dict[str, Any]:
     """Medians over interleaved rounds of each piece, in seconds per step."""
-    pieces, divide = _pieces(spec)
     rounds = max(5, spec["epochs"] * 5)
-    times: dict[str, list[float]] = {name: [] for name in pieces}
-    for _ in range(rounds):
-        for name, piece in pieces.items():
-            started = time.perf_counter()
-            piece()
-            times[name].append((time.perf_counter() - started) / divide.get(name, 1))
+    with tempfile.TemporaryDirectory(prefix="vaekit-profile-") as folder:
+        pieces, divide = _pieces(spec, Path(folder))
+        times: dict[str, list[float]] = {name: [] for name in pieces}
+        for _ in range(rounds):
+            for name, piece in pieces.items():
+                started = time.perf_counter()
+                piece()
+                times[name].append((time.perf_counter() - started) / divide[name])
     return {
         "seconds": {name: statistics.median(ts) for name, ts in times.items()},
         "rounds": rounds,
