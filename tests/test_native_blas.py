@@ -91,3 +91,15 @@ def test_the_real_measurement_times_both(tmp_path):
     openblas = blas.openblas_sgemm(tmp_path)
     if openblas is not None:
         assert 0 < blas._timing(openblas, rounds=1, calls=2) < 10
+
+
+def test_a_folder_that_cannot_be_written_still_gets_a_choice(tmp_path, monkeypatch):
+    source = blas.openblas_sgemm(tmp_path)
+    if source is None:
+        pytest.skip("numpy ships no OpenBLAS here")
+    monkeypatch.delenv(blas.CHOICE_VARIABLE, raising=False)
+    monkeypatch.setattr(blas, "_timing", lambda s: 1.0 if s.wide else 2.0)
+    monkeypatch.setattr(blas, "openblas_sgemm", lambda directory: source)
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    assert blas.choose(blocked / "kernels").wide  # measured, not remembered, no error
