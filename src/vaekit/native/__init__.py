@@ -5,7 +5,7 @@ take raw float pointers and call an sgemm by address: PyTorch's own or numpy's O
 whichever `vaekit.native.blas` measured faster), so a build takes about a second instead
 of a minute, which keeps the tests' first use cheap.
 The shared library is cached under ~/.cache/vaekit/kernels (XDG_CACHE_HOME honoured, or
-$VAEKIT_KERNEL_DIR), named by a hash of the source, the compiler's version and the flags,
+$VAEKIT_KERNEL_DIR), named by a hash of the sources, the compiler's version and the flags,
 so a changed source or compiler builds afresh; it is written under a temporary name and renamed,
 so processes building at once never load a half-written file.
 
@@ -28,7 +28,8 @@ import torch
 
 from vaekit.native import blas
 
-SOURCE = Path(__file__).with_name("mlp.c")
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("gemm.c", "mlp.c", "train.c"))
+HEADER = Path(__file__).with_name("kernels.h")
 FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fopenmp", "-fPIC")
 DISABLE_VARIABLE = "VAEKIT_NO_NATIVE"
 _FLOAT_P = ctypes.POINTER(ctypes.c_float)
@@ -56,7 +57,8 @@ def compiler() -> str | None:
 def _library_path(cc: str) -> Path:
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, check=True)
     key = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), version.stdout.encode(), " ".join(FLAGS).encode()):
+    sources = [path.read_bytes() for path in (*SOURCES, HEADER)]
+    for part in (*sources, version.stdout.encode(), " ".join(FLAGS).encode()):
         key.update(part)
     return cache_dir() / f"mlp-{key.hexdigest()[:16]}.so"
 
@@ -66,7 +68,7 @@ def _build(cc: str, target: Path) -> None:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        command = [cc, *FLAGS, "-shared", str(SOURCE), "-o", tmp, "-lm"]
+        command = [cc, *FLAGS, "-shared", *map(str, SOURCES), "-o", tmp, "-lm"]
         subprocess.run(command, capture_output=True, text=True, check=True)
         os.replace(tmp, target)
     finally:
