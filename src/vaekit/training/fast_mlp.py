@@ -27,7 +27,8 @@ from vaekit import native
 from vaekit.notices import notice
 
 NO_COMPILER_NOTICE = (
-    "no C compiler for the fast MLP kernels: training with the hand-written PyTorch step"
+    "the fast MLP kernels are not built (no C compiler, or its build failed): "
+    "training with the hand-written PyTorch step"
 )
 STEPS_PER_CALL = 16  # steps per call into the C loop: the loop's divergence checks fall between
 _BUFFERS = ("x", "h1", "mu", "lv", "eps", "sd", "z", "h3", "logits", "dh3", "dz", "dmu", "dlv")
