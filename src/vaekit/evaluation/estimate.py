@@ -145,6 +145,25 @@ def posterior_parameters(
     return torch.cat(mus), torch.cat(logvars)
 
 
+def posterior_points(
+    model: VAE,
+    x: torch.Tensor,
+    batch_size: int = 1000,
+    precision: str = "fp32",
+    labels: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The codes the decoder reads at the centre of q(z|x) for float images x, (N, D) in
+    fp32 (`VAE.posterior_point`: the mean, through the flow for a flow model): what is
+    decoded, fitted (the GMM sampler) or drawn on the decoder's map."""
+    points = []
+    with inference(model), autocast(x.device, precision):
+        for start in range(0, x.shape[0], batch_size):
+            y = None if labels is None else labels[start : start + batch_size].to(x.device)
+            batch = x[start : start + batch_size]
+            points.append(model.posterior_point(batch, **model.condition(y)).float())
+    return torch.cat(points)
+
+
 def latent_statistics(
     model: VAE,
     x: torch.Tensor,
