@@ -8,7 +8,7 @@ import torch
 from torch.autograd.functional import jacobian
 
 from vaekit.config import model_config
-from vaekit.evaluation.estimate import posterior_points
+from vaekit.evaluation.estimate import latent_statistics, posterior_points
 from vaekit.flows import made_masks, planar
 from vaekit.models import build_model
 from vaekit.models.latent import IAF, IAFStep, PlanarFlow
@@ -103,3 +103,17 @@ def test_posterior_point_without_a_flow_is_the_encoders_mean():
     model = build_model(model_config("iwae-1l", latent_dim=3, hidden_dim=16), (1, 28, 28))
     x = torch.rand(4, 1, 28, 28)
     torch.testing.assert_close(model.posterior_point(x), model.encode(x)[0])
+
+
+@pytest.mark.parametrize("flow", ["none", "iaf"])
+def test_active_units_read_the_code_the_decoder_reads(flow):
+    # Burda et al.'s Cov_x(E_q[z_u]) of the z the decoder takes: z_T at eps = 0 with a flow.
+    torch.manual_seed(0)
+    config = model_config("iwae-1l", flow=flow, flow_steps=2, latent_dim=3, hidden_dim=16)
+    model = build_model(config, (1, 28, 28)).eval()
+    x = torch.rand(5, 1, 28, 28)
+    means, _, sizes = latent_statistics(model, x, batch_size=2)
+    assert sizes == [3]
+    torch.testing.assert_close(means.double(), posterior_points(model, x).double())
+    if flow == "none":
+        torch.testing.assert_close(means.double(), model.encode(x)[0].float().double())

@@ -174,9 +174,12 @@ def latent_statistics(
     """Posterior means of every latent group and KL per dimension, for float images x.
 
     One pass with zero noise: each group at its posterior mean given the groups above
-    (for a one-group model, just q(z|x)'s mean). Returns the means (N, D_total), the KL
-    of each dimension against its prior averaged over x (D_total,), and the group sizes.
+    (for a one-group model, just q(z|x)'s mean; with a flow, that mean through the flow,
+    z_T at eps = 0, the code the decoder reads: `posterior_points`). Returns the means
+    (N, D_total), the KL of each dimension against its prior averaged over x (D_total,),
+    and the group sizes.
     """
+    flowed = getattr(model, "flow", None) is not None
     means, kls, sizes = [], [], []
     with inference(model), autocast(x.device, precision):
         for start in range(0, x.shape[0], batch_size):
@@ -185,7 +188,8 @@ def latent_statistics(
             zeros = torch.zeros_like(model.noise(batch.shape[0]))
             out = model(batch, noise=zeros, **model.condition(y))
             none = [batch.new_zeros(batch.shape[0], 0)]  # a model with discrete codes only
-            means.append(torch.cat([lat.q_mu.float() for lat in out.latents] or none, dim=-1))
+            centres = [(lat.z if flowed else lat.q_mu).float() for lat in out.latents]
+            means.append(torch.cat(centres or none, dim=-1))
             kls.append(
                 torch.cat([latent_kl_per_dim(lat).float() for lat in out.latents] or none, -1)
             )
