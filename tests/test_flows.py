@@ -8,6 +8,7 @@ import torch
 from torch.autograd.functional import jacobian
 
 from vaekit.config import model_config
+from vaekit.evaluation.estimate import latent_statistics, posterior_points
 from vaekit.flows import made_masks, planar
 from vaekit.models import build_model
 from vaekit.models.latent import IAF, IAFStep, PlanarFlow
@@ -73,3 +74,46 @@ def test_model_with_a_flow_scores_log_q_with_the_log_det(flow):
         latent.log_q, gaussian_log_prob(z0, mu[:, None], logvar[:, None]) - log_det
     )
     assert latent_log_ratio(latent).shape == (4, 6)
+
+
+@pytest.mark.parametrize(
+    ("family", "flow"), [("iwae-1l", "planar"), ("iwae-1l", "iaf"), ("mlp", "iaf")]
+)
+def test_reconstruct_and_posterior_points_decode_the_flowed_mean(family, flow):
+    # The decoder was trained on z_T: a reconstruction (and the GMM sampler's fit, the
+    # plots, the explorer's map) must read the mean through the flow, not the encoder's mu.
+    torch.manual_seed(0)
+    config = model_config(family, flow=flow, flow_steps=2, latent_dim=3, hidden_dim=16)
+    model = build_model(config, (1, 28, 28))
+    x = torch.rand(4, 1, 28, 28)
+    mu, _, h = model.encode_context(x)
+    z_t = model.flow(mu, h)[0]
+    torch.testing.assert_close(model.posterior_point(x), z_t)
+    torch.testing.assert_close(
+        posterior_points(model, x, batch_size=3).double(), z_t.float().double()
+    )
+    torch.testing.assert_close(model.reconstruct(x), model.decode(z_t))
+    assert not torch.allclose(model.reconstruct(x), model.decode(mu))
+    zeros = torch.zeros_like(model.noise(4))
+    torch.testing.assert_close(model(x, noise=zeros).latents[0].z, z_t)  # eps = 0: the same
+
+
+def test_posterior_point_without_a_flow_is_the_encoders_mean():
+    torch.manual_seed(0)
+    model = build_model(model_config("iwae-1l", latent_dim=3, hidden_dim=16), (1, 28, 28))
+    x = torch.rand(4, 1, 28, 28)
+    torch.testing.assert_close(model.posterior_point(x), model.encode(x)[0])
+
+
+@pytest.mark.parametrize("flow", ["none", "iaf"])
+def test_active_units_read_the_code_the_decoder_reads(flow):
+    # Burda et al.'s Cov_x(E_q[z_u]) of the z the decoder takes: z_T at eps = 0 with a flow.
+    torch.manual_seed(0)
+    config = model_config("iwae-1l", flow=flow, flow_steps=2, latent_dim=3, hidden_dim=16)
+    model = build_model(config, (1, 28, 28)).eval()
+    x = torch.rand(5, 1, 28, 28)
+    means, _, sizes = latent_statistics(model, x, batch_size=2)
+    assert sizes == [3]
+    torch.testing.assert_close(means.double(), posterior_points(model, x).double())
+    if flow == "none":
+        torch.testing.assert_close(means.double(), model.encode(x)[0].float().double())

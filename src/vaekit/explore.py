@@ -32,7 +32,7 @@ import torch
 from vaekit import api, checkpoint, explorer_server
 from vaekit.data import class_names, evaluation_images, to_unit
 from vaekit.errors import ConfigError, VaekitError
-from vaekit.evaluation.estimate import posterior_parameters
+from vaekit.evaluation.estimate import posterior_points
 from vaekit.models import VAE
 from vaekit.runfolder import MODEL_WEIGHTS, RunFolder
 
@@ -97,7 +97,7 @@ def scatter_data(
     chosen = torch.randperm(images.shape[0], generator=generator)[:points]
     device = next(model.parameters()).device
     x, y = to_unit(images[chosen]).to(device), labels[chosen]  # a conditional model: q(z|x, y)
-    mu, _ = posterior_parameters(model, x, labels=y if model.classes else None)
+    mu = posterior_points(model, x, labels=y if model.classes else None)  # a flow's z_T
     mu = mu.double().cpu().numpy()  # (N, D)
     lo, hi = mu.min(axis=0), mu.max(axis=0)
     span = np.where(hi > lo, hi - lo, 1.0)

@@ -112,5 +112,5 @@ def traversal(
 def write_traversal(model: VAE, image: torch.Tensor, path: str | Path) -> Path:
     """The traversal from one uint8 image's posterior mean (one-group models), as PNG."""
     with inference(model):
-        mu, _ = model.encode(to_unit(image[:1]))
+        mu = model.posterior_point(to_unit(image[:1]))  # with a flow: z_T, as decoded
     return save_png(traversal(model, mu[0]), path, scale=2)

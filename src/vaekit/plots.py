@@ -22,7 +22,7 @@ from matplotlib.ticker import MaxNLocator
 
 from vaekit import report
 from vaekit.data import Split, class_names, evaluation_images, to_unit
-from vaekit.evaluation.estimate import posterior_parameters
+from vaekit.evaluation.estimate import posterior_points
 from vaekit.models import VAE
 from vaekit.runfolder import (
     INTERPOLATIONS,
@@ -186,8 +186,7 @@ def interpolations(
     a = x[[i for i, _ in pairs]].to(device)
     b = x[[j for _, j in pairs]].to(device)
     with inference(model):
-        mu_a, _ = model.encode(a)
-        mu_b, _ = model.encode(b)
+        mu_a, mu_b = model.posterior_point(a), model.posterior_point(b)  # a flow's z_T
     t = torch.linspace(0, 1, steps, device=device)[None, :, None]
     z = (1 - t) * mu_a.float()[:, None] + t * mu_b.float()[:, None]  # (pairs, steps, D)
     path_images = _decode(model, z.flatten(0, 1)).unflatten(0, (len(pairs), steps))
@@ -266,7 +265,7 @@ def plot_run(
     run_dir = Path(run_dir)
     device = next(model.parameters()).device
     x = to_unit(evaluation_images(test.images, binarize, seed)).to(device)
-    mu, _ = posterior_parameters(model, x, labels=test.labels)
+    mu = posterior_points(model, x, labels=test.labels)  # with a flow: z_T, as decoded
     names = list(test.names or class_names(dataset))
     scatter = latent_scatter(mu, test.labels, run_dir / LATENT_SCATTER, names)
     if test.is_vectors:  # decodes drawn as pictures need images: a table gets the scatter

@@ -15,7 +15,7 @@ import torch
 from vaekit import fid, gmm, inputs, pictures
 from vaekit.data import load_data, to_unit
 from vaekit.errors import ConfigError
-from vaekit.evaluation.estimate import posterior_parameters
+from vaekit.evaluation.estimate import posterior_points
 from vaekit.files import write_csv
 from vaekit.models import VAE
 from vaekit.runfolder import RECONSTRUCTIONS, SAMPLES, RunFolder
@@ -51,7 +51,8 @@ def sample_gmm(
     label: int | None = None,
 ) -> torch.Tensor:
     """n images generated from a Gaussian mixture fitted to the posterior means of the
-    run's training images (`vaekit.gmm`) instead of the prior: (n, C, H, W) in [0, 1]. For
+    run's training images (`vaekit.gmm`; with a flow, pushed through it: the codes the
+    decoder reads) instead of the prior: (n, C, H, W) in [0, 1]. For
     a hierarchical model the mixture is of the top group's means; the groups below are
     drawn from their priors given it (`generate_from`), as the prior's samples are.
     A conditional model needs `label`: the mixture is fitted to that class's posterior
@@ -64,7 +65,7 @@ def sample_gmm(
     images, labels = to_unit(train.images), train.labels
     if label is not None:
         images, labels = images[labels == label], labels[labels == label]
-    mu, _ = posterior_parameters(model, images, labels=labels)
+    mu = posterior_points(model, images, labels=labels)  # with a flow: z_T, as decoded
     mixture = gmm.fit_gmm(mu, components, seed=seed)
     generator = torch.Generator(device=device).manual_seed(seed)
     z = mixture.sample(n, generator).to(mu.dtype)

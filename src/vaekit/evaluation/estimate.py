@@ -145,6 +145,25 @@ def posterior_parameters(
     return torch.cat(mus), torch.cat(logvars)
 
 
+def posterior_points(
+    model: VAE,
+    x: torch.Tensor,
+    batch_size: int = 1000,
+    precision: str = "fp32",
+    labels: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The codes the decoder reads at the centre of q(z|x) for float images x, (N, D) in
+    fp32 (`VAE.posterior_point`: the mean, through the flow for a flow model): what is
+    decoded, fitted (the GMM sampler) or drawn on the decoder's map."""
+    points = []
+    with inference(model), autocast(x.device, precision):
+        for start in range(0, x.shape[0], batch_size):
+            y = None if labels is None else labels[start : start + batch_size].to(x.device)
+            batch = x[start : start + batch_size]
+            points.append(model.posterior_point(batch, **model.condition(y)).float())
+    return torch.cat(points)
+
+
 def latent_statistics(
     model: VAE,
     x: torch.Tensor,
@@ -155,9 +174,12 @@ def latent_statistics(
     """Posterior means of every latent group and KL per dimension, for float images x.
 
     One pass with zero noise: each group at its posterior mean given the groups above
-    (for a one-group model, just q(z|x)'s mean). Returns the means (N, D_total), the KL
-    of each dimension against its prior averaged over x (D_total,), and the group sizes.
+    (for a one-group model, just q(z|x)'s mean; with a flow, that mean through the flow,
+    z_T at eps = 0, the code the decoder reads: `posterior_points`). Returns the means
+    (N, D_total), the KL of each dimension against its prior averaged over x (D_total,),
+    and the group sizes.
     """
+    flowed = getattr(model, "flow", None) is not None
     means, kls, sizes = [], [], []
     with inference(model), autocast(x.device, precision):
         for start in range(0, x.shape[0], batch_size):
@@ -166,7 +188,8 @@ def latent_statistics(
             zeros = torch.zeros_like(model.noise(batch.shape[0]))
             out = model(batch, noise=zeros, **model.condition(y))
             none = [batch.new_zeros(batch.shape[0], 0)]  # a model with discrete codes only
-            means.append(torch.cat([lat.q_mu.float() for lat in out.latents] or none, dim=-1))
+            centres = [(lat.z if flowed else lat.q_mu).float() for lat in out.latents]
+            means.append(torch.cat(centres or none, dim=-1))
             kls.append(
                 torch.cat([latent_kl_per_dim(lat).float() for lat in out.latents] or none, -1)
             )

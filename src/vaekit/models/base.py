@@ -303,10 +303,19 @@ class VAE(nn.Module):
         (`vaekit.gmm`) generates. One group: `decode`."""
         return self.decode(z, *self._label(y))
 
+    def posterior_point(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The code the decoder reads at the centre of q(z|x), (B, D): the encoder's mean,
+        or with a flow that mean pushed through it (z_T at eps = 0), since the decoder
+        was trained on z_T, never on the encoder's Gaussian z_0."""
+        if self.flow is None:
+            return self.encode(x, *self._label(y))[0]
+        mu, _, context = self.encode_context(x, *self._label(y))
+        return self.flow(mu, context)[0]
+
     def reconstruct(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """Parameters of p(x|z) at the posterior mean: the model's best reconstruction."""
-        mu, _ = self.encode(x, *self._label(y))
-        return self.decode(mu, *self._label(y))
+        """Parameters of p(x|z) at the posterior's centre (`posterior_point`): the model's
+        best reconstruction."""
+        return self.decode(self.posterior_point(x, y), *self._label(y))
 
 
 class EncoderDecoderVAE(VAE):
