@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 
 import torch
@@ -136,12 +137,10 @@ def posterior_parameters(
     """q(z|x)'s mean and log-variance for float images x, in fp32: (N, D) each; a
     conditional model's q(z|x, y) given `labels` (N,)."""
     mus, logvars = [], []
-    with inference(model), autocast(x.device, precision):
-        for start in range(0, x.shape[0], batch_size):
-            y = None if labels is None else labels[start : start + batch_size].to(x.device)
-            mu, logvar = model.encode(x[start : start + batch_size], **model.condition(y))
-            mus.append(mu.float())
-            logvars.append(logvar.float())
+    for batch, condition in _encoder_batches(model, x, batch_size, precision, labels):
+        mu, logvar = model.encode(batch, **condition)
+        mus.append(mu.float())
+        logvars.append(logvar.float())
     return torch.cat(mus), torch.cat(logvars)
 
 
@@ -155,13 +154,18 @@ def posterior_points(
     """The codes the decoder reads at the centre of q(z|x) for float images x, (N, D) in
     fp32 (`VAE.posterior_point`: the mean, through the flow for a flow model): what is
     decoded, fitted (the GMM sampler) or drawn on the decoder's map."""
-    points = []
+    batches = _encoder_batches(model, x, batch_size, precision, labels)
+    return torch.cat([model.posterior_point(b, **c).float() for b, c in batches])
+
+
+def _encoder_batches(
+    model: VAE, x: torch.Tensor, batch_size: int, precision: str, labels: torch.Tensor | None
+) -> Iterator[tuple[torch.Tensor, dict]]:
+    """x in batches, each with its label condition, under inference and autocast."""
     with inference(model), autocast(x.device, precision):
         for start in range(0, x.shape[0], batch_size):
             y = None if labels is None else labels[start : start + batch_size].to(x.device)
-            batch = x[start : start + batch_size]
-            points.append(model.posterior_point(batch, **model.condition(y)).float())
-    return torch.cat(points)
+            yield x[start : start + batch_size], model.condition(y)
 
 
 def latent_statistics(
