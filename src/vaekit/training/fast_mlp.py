@@ -163,14 +163,15 @@ class FastMLPStep:
             self.noise = torch.empty(count, size, self.L)
         for i in range(count):
             torch.randn(min(size, rows - i * size), self.L, out=self.noise[i, : rows - i * size])
-        if self.lib is None or self.hyper() is None:
+        hyper = self.hyper()
+        if self.lib is None or hyper is None:
             return self._python_steps(order, start, rows, weights)
         if self.adam is None:
             self.adam = self._adam_state()
             self._adam_p = native.pointers([t for group in self.adam for t in group])
         out = np.zeros((count, 3), dtype=np.float64)
         weights_c = (native.ctypes.c_float * count)(*weights)
-        self._hyper[:] = self.hyper()
+        self._hyper[:] = hyper
         self.lib.vk_train(
             count, size, rows, self.D, self.H, self.L, self.images.data_ptr(),
             order.data_ptr() + start * order.element_size(), weights_c, self.noise.data_ptr(),
