@@ -159,6 +159,8 @@ class FastMLPStep:
         count, size = len(weights), self.batch
         if -(-rows // size) != count or start + rows > order.numel():
             raise ValueError(f"{rows} rows from {start} are not {count} steps of {size} in order")
+        if order.dtype != torch.int64 or not order.is_contiguous():  # the C loop indexes it
+            raise ValueError("the order must be a contiguous int64 tensor")
         if count > self.noise.shape[0]:
             self.noise = torch.empty(count, size, self.L)
         for i in range(count):
