@@ -106,37 +106,51 @@ def child_floor(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _native_floor(
-    spec: dict[str, Any], sizes: list[int], shapes: dict[int, list]
-) -> dict[str, Any]:
-    """The same epoch of products through the C kernels' own gemm, one call per batch
-    (as `vk_step` makes them); {} without a compiler."""
+def kernel_products(
+    lib: Any, products: list[Product], operands: list[tuple[torch.Tensor, torch.Tensor]]
+) -> Callable[[int], None]:
+    """`run(repeat)`: the products, each on its operands (as `_operands` makes them) into
+    an output of its own, through the C kernels' gemm (`vk_products`), `repeat` times. The
+    closure holds the tensors the C side points into."""
     import ctypes
 
     import torch
 
     from vaekit import native
 
+    dims, ops = [], []
+    for (m, k, n, ta, tb), (a, b) in zip(products, operands, strict=True):
+        dims += [int(ta), int(tb), m, n, k]
+        ops += [a, b, torch.empty(m, n)]
+    dims_c, pointers = (ctypes.c_int * len(dims))(*dims), native.pointers(ops)
+
+    def run(repeat: int, ops: list = ops) -> None:
+        lib.vk_products(len(products), dims_c, pointers, repeat)
+
+    return run
+
+
+def _native_floor(
+    spec: dict[str, Any], sizes: list[int], shapes: dict[int, list]
+) -> dict[str, Any]:
+    """The same epoch of products through the C kernels' own gemm, one call per batch
+    (as `vk_step` makes them); {} without a compiler."""
+    from vaekit import native
+
     lib = native.load()
     if lib is None:
         return {}
-    calls = {}
-    for size, operands in shapes.items():
-        dims, ops = [], []
-        for (m, k, n, ta, tb), (a, b) in zip(
-            mlp_products(size, spec["hidden"], spec["latent"]), operands, strict=True
-        ):
-            dims += [int(ta), int(tb), m, n, k]
-            ops += [a, b, torch.empty(m, n)]
-        calls[size] = ((ctypes.c_int * len(dims))(*dims), native.pointers(ops), ops)
+    runs = {
+        size: kernel_products(lib, mlp_products(size, spec["hidden"], spec["latent"]), operands)
+        for size, operands in shapes.items()
+    }
     for _ in range(20):
-        lib.vk_products(len(operands), calls[sizes[0]][0], calls[sizes[0]][1], 1)
+        runs[sizes[0]](1)
     seconds = []
     for _ in range(spec["epochs"]):
         started = time.perf_counter()
         for size in sizes:
-            dims, pointers, _ = calls[size]
-            lib.vk_products(len(dims) // 5, dims, pointers, 1)
+            runs[size](1)
         seconds.append(time.perf_counter() - started)
     return {"native_seconds": seconds, "sgemm": lib.sgemm.name}
 

@@ -46,8 +46,7 @@ def _pieces(
 
     import torch
 
-    from vaekit import native
-    from vaekit.bench.floor import _operands, mlp_products
+    from vaekit.bench.floor import _operands, kernel_products, mlp_products
     from vaekit.config import RunConfig
     from vaekit.data import load_data
     from vaekit.evaluation.fast_mlp import elbo_sums
@@ -63,15 +62,10 @@ def _pieces(
     if step is None or step.lib is None:
         raise RuntimeError("the profile needs the fast path's C kernels (a C compiler)")
     lib, B = step.lib, step.batch
-    order = torch.randperm(len(train)).repeat(-(-16 * B // len(train)))  # 16 batches at least
-    step.steps(order, 0, 16 * B, [1.0] * 16)  # Adam's state exists from here on
-    products = mlp_products(B, step.H, step.L)
+    order = torch.randperm(len(train)).repeat(-(-REPEAT * B // len(train)))  # enough batches
+    step.steps(order, 0, REPEAT * B, [1.0] * REPEAT)  # Adam's state exists from here on
     operands = _operands(spec, B, torch.device("cpu"), torch.float32)
-    ops = []
-    for (m, _, n, _, _), (a, b) in zip(products, operands, strict=True):
-        ops += [a, b, torch.empty(m, n)]
-    dims = [v for m, k, n, ta, tb in products for v in (int(ta), int(tb), m, n, k)]
-    dims_c, ops_p = (ctypes.c_int * len(dims))(*dims), native.pointers(ops)
+    products = kernel_products(lib, mlp_products(B, step.H, step.L), operands)
     hyper = (ctypes.c_double * 6)(*step.hyper())
     per_step = len(train) / B
 
@@ -79,8 +73,7 @@ def _pieces(
         return lambda: [piece() for _ in range(REPEAT)]
 
     pieces = {
-        # ops rides along so that its tensors outlive this function (ops_p points into them)
-        "products": lambda ops=ops: lib.vk_products(len(products), dims_c, ops_p, REPEAT),
+        "products": lambda: products(REPEAT),
         "gather": repeated(lambda: step.load_batch(order, 0, B)),
         "forward_backward": repeated(lambda: step.forward_backward(B, 1.0, True)),
         "adam": repeated(
