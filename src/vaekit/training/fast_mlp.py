@@ -30,7 +30,6 @@ NO_COMPILER_NOTICE = (
     "the fast MLP kernels are not built (no C compiler, or its build failed): "
     "training with the hand-written PyTorch step"
 )
-STEPS_PER_CALL = 16  # steps per call into the C loop: the loop's divergence checks fall between
 _BUFFERS = ("x", "h1", "mu", "lv", "eps", "sd", "z", "h3", "logits", "dh3", "dz", "dmu", "dlv")
 
 
@@ -95,7 +94,7 @@ class FastMLPStep:
         self.out = np.zeros(3, dtype=np.float64)
         self._out_p = self.out.ctypes.data_as(native.ctypes.POINTER(native.ctypes.c_double))
         self.adam: tuple[list[torch.Tensor], ...] | None = None
-        self.noise = torch.empty(STEPS_PER_CALL, self.batch, self.L)
+        self.noise = torch.empty(0, self.batch, self.L)  # grown to the first call's steps
         self._hyper = np.zeros(6, dtype=np.float64)
 
     def _allocate(self, rows: int) -> None:
