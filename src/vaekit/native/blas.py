@@ -151,25 +151,51 @@ def _machine_key() -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
+def _recorded(record: Path) -> str | None:
+    try:
+        return json.loads(record.read_text())["choice"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+@contextlib.contextmanager
+def _measuring_lock(directory: Path) -> Iterator[None]:
+    """One process measures at a time: two measuring at once under load could choose
+    differently, and a run and its resumed copy must multiply alike."""
+    try:
+        import fcntl
+
+        directory.mkdir(parents=True, exist_ok=True)
+        handle = open(directory / "sgemm.lock", "a")  # noqa: SIM115 (held across the yield)
+    except (ImportError, OSError):  # no fcntl (Windows) or an unwritable folder
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def _measured_choice(directory: Path, openblas: Sgemm) -> str:
     """'openblas' when it runs the product at least 10 % faster than PyTorch's BLAS on
     one thread, else 'torch'; measured once, then read back from `directory`."""
     record = directory / f"sgemm-{_machine_key()}.json"
-    try:
-        return json.loads(record.read_text())["choice"]
-    except (OSError, ValueError, KeyError):
-        pass
-    with torch_threads(1):
-        seconds = {"torch": _timing(torch_sgemm()), "openblas": _timing(openblas)}
-    chosen = "openblas" if seconds["openblas"] < 0.9 * seconds["torch"] else "torch"
-    tmp = record.with_name(f"{record.name}.tmp{os.getpid()}")
-    facts = {"choice": chosen, "seconds": seconds, "openblas": openblas.name}
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(facts))
-        os.replace(tmp, record)
-    except OSError:  # a folder that cannot be written: measured again by the next process
-        pass
+    chosen = _recorded(record)
+    if chosen is not None:
+        return chosen
+    with _measuring_lock(directory):
+        chosen = _recorded(record)  # measured by another process while this one waited
+        if chosen is not None:
+            return chosen
+        with torch_threads(1):
+            seconds = {"torch": _timing(torch_sgemm()), "openblas": _timing(openblas)}
+        chosen = "openblas" if seconds["openblas"] < 0.9 * seconds["torch"] else "torch"
+        tmp = record.with_name(f"{record.name}.tmp{os.getpid()}")
+        facts = {"choice": chosen, "seconds": seconds, "openblas": openblas.name}
+        try:
+            tmp.write_text(json.dumps(facts))
+            os.replace(tmp, record)
+        except OSError:  # a folder that cannot be written: measured again by the next process
+            pass
     return chosen
 
 
